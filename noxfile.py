@@ -1,0 +1,45 @@
+"""Developer sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s typecheck``, ``nox -s demo``."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["tests", "lint", "typecheck"]
+
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+
+
+def _install_group(session: nox.Session, group: str) -> None:
+    session.install(*nox.project.dependency_groups(PYPROJECT, group))
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite (real sockets on 127.0.0.1, hypothesis, flatc cross-checks)."""
+    session.install("-e", ".")
+    _install_group(session, "test")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Ruff: lint and formatting check."""
+    _install_group(session, "lint")
+    session.run("ruff", "check", "src", "tests", "examples", "benchmarks", "noxfile.py")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on src/."""
+    session.install("-e", ".")
+    _install_group(session, "typecheck")
+    session.run("mypy")
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The main job: start the bundled server with the demo model and do real round trips."""
+    session.install("-e", ".")
+    session.run("python", "examples/quickstart.py")

@@ -1,0 +1,208 @@
+"""The exception tree of graphpipe-client.
+
+Every error the package raises derives from :class:`GraphPipeError`::
+
+    GraphPipeError
+    ├── EncodeError            bad input: cannot be written as a GraphPipe message
+    ├── DecodeError            malformed or hostile message bytes
+    ├── TransportError         the HTTP exchange failed
+    │   ├── ConnectError       the request never reached the server
+    │   └── TimeoutError
+    │       ├── ConnectTimeout the connection could not be made in time
+    │       └── ReadTimeout    the server did not answer in time
+    ├── ResponseTooLargeError  the response exceeds ``max_response_bytes``
+    ├── HTTPStatusError        the server answered with a non-200 status
+    └── RemoteError            the server answered 200 with ``errors`` entries
+
+Every exception pickles (for ``multiprocessing``) and keeps the underlying
+cause chained as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "ConnectError",
+    "ConnectTimeout",
+    "DecodeError",
+    "EncodeError",
+    "ErrorEntry",
+    "GraphPipeError",
+    "HTTPStatusError",
+    "ReadTimeout",
+    "RemoteError",
+    "ResponseTooLargeError",
+    "TimeoutError",
+    "TransportError",
+]
+
+
+class GraphPipeError(Exception):
+    """Root of every exception raised by graphpipe-client.
+
+    Example:
+        >>> import graphpipe_client as gp
+        >>> try:
+        ...     gp.execute("http://127.0.0.1:9", [1.0], timeout=0.5, retries=0)
+        ... except gp.GraphPipeError as exc:
+        ...     print(type(exc).__name__)
+        ConnectError
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuild from the constructor's arguments so that subclasses with
+        # keyword-only fields pickle too.
+        return (_rebuild, (type(self), self._init_kwargs()))
+
+    def _init_kwargs(self) -> dict[str, Any]:
+        return {"message": self.message}
+
+    def _repr_html_(self) -> str:
+        from ._display import exception_html
+
+        return exception_html(self)
+
+
+def _rebuild(cls: type[GraphPipeError], kwargs: dict[str, Any]) -> GraphPipeError:
+    return cls(**kwargs)
+
+
+class EncodeError(GraphPipeError, ValueError):
+    """The inputs cannot be written as a GraphPipe message.
+
+    Raised before anything is sent, for example for a ``bool`` array (GraphPipe
+    has no boolean type: send ``x.astype(np.uint8)``) or a message larger than
+    FlatBuffers' 2 GiB limit.
+    """
+
+
+class DecodeError(GraphPipeError):
+    """A message is malformed: truncated, inconsistent or hostile.
+
+    The message says which field was being read, at which offset, and why it
+    was refused. Decoding never raises anything else on bad bytes.
+    """
+
+
+class TransportError(GraphPipeError):
+    """The HTTP exchange failed: refused, reset, dropped or truncated.
+
+    ``url`` is the endpoint with any credentials removed.
+    """
+
+    def __init__(self, message: str, *, url: str | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+
+    def _init_kwargs(self) -> dict[str, Any]:
+        return {"message": self.message, "url": self.url}
+
+
+class ConnectError(TransportError):
+    """The request never reached the server (refused, unreachable, TLS failure).
+
+    Such a request is always safe to retry, and the clients retry it by
+    default.
+    """
+
+
+class TimeoutError(TransportError):  # noqa: A001 - scoped like concurrent.futures.TimeoutError
+    """A timeout expired; catch :class:`ConnectTimeout` or :class:`ReadTimeout` to tell which."""
+
+
+class ConnectTimeout(TimeoutError, ConnectError):
+    """The connection could not be established within the connect timeout."""
+
+
+class ReadTimeout(TimeoutError):
+    """The server did not send the response within the read timeout."""
+
+
+class ResponseTooLargeError(GraphPipeError):
+    """The response announced (or sent) more than ``max_response_bytes``.
+
+    Raised before the receive buffer is allocated.
+    """
+
+    def __init__(self, message: str, *, size: int | None = None, limit: int | None = None) -> None:
+        super().__init__(message)
+        self.size = size
+        self.limit = limit
+
+    def _init_kwargs(self) -> dict[str, Any]:
+        return {"message": self.message, "size": self.size, "limit": self.limit}
+
+
+class HTTPStatusError(GraphPipeError):
+    """The server answered with a status other than 200.
+
+    The GraphPipe reference server reports model errors as HTTP 400 with the
+    error text as a ``text/plain`` body; that text is in :attr:`body` and in
+    the message.
+
+    Attributes:
+        status_code: the HTTP status.
+        body: the server's response body, decoded as text (truncated to 64 KiB).
+        url: the endpoint, with credentials removed.
+    """
+
+    def __init__(
+        self, message: str, *, status_code: int, body: str = "", url: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.body = body
+        self.url = url
+
+    def _init_kwargs(self) -> dict[str, Any]:
+        return {
+            "message": self.message,
+            "status_code": self.status_code,
+            "body": self.body,
+            "url": self.url,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorEntry:
+    """One ``Error`` entry of an ``InferResponse``: a code and a message."""
+
+    code: int
+    message: str
+
+
+class RemoteError(GraphPipeError):
+    """The server answered 200 with an ``InferResponse`` whose ``errors`` is not empty.
+
+    Attributes:
+        errors: every entry the server sent, in order, as :class:`ErrorEntry`.
+    """
+
+    def __init__(
+        self, message: str | None = None, *, errors: tuple[ErrorEntry, ...] | list[ErrorEntry]
+    ) -> None:
+        self.errors = tuple(errors)
+        if message is None:
+            message = remote_error_message(self.errors)
+        super().__init__(message)
+
+    def _init_kwargs(self) -> dict[str, Any]:
+        return {"message": self.message, "errors": self.errors}
+
+
+def remote_error_message(errors: tuple[ErrorEntry, ...]) -> str:
+    """Render every entry of a server's ``errors`` vector on one line each."""
+    if not errors:
+        return "the server reported an error without entries"
+    head = f"the server reported {len(errors)} error{'s' if len(errors) != 1 else ''}"
+    lines = [f"[code {e.code}] {e.message}" for e in errors]
+    return head + ": " + "; ".join(lines)
