@@ -10,7 +10,9 @@ Example:
 
 from __future__ import annotations
 
-from . import codec
+from . import codec, remote
+from ._client import Client
+from ._config import UNSET, ClientConfig, RetryPolicy, Timeout
 from ._dtypes import DataType
 from ._exceptions import (
     ConnectError,
@@ -24,12 +26,17 @@ from ._exceptions import (
     RemoteError,
     ResponseTooLargeError,
     TimeoutError,
+    TLSError,
     TransportError,
 )
 from ._messages import IOMetadata, ModelMetadata
 from ._version import __version__
+from .remote import execute, execute_multi, metadata
 
 __all__ = [
+    "UNSET",
+    "Client",
+    "ClientConfig",
     "ConnectError",
     "ConnectTimeout",
     "DataType",
@@ -43,8 +50,15 @@ __all__ = [
     "ReadTimeout",
     "RemoteError",
     "ResponseTooLargeError",
+    "RetryPolicy",
+    "TLSError",
+    "Timeout",
     "TimeoutError",
     "TransportError",
     "__version__",
     "codec",
+    "execute",
+    "execute_multi",
+    "metadata",
+    "remote",
 ]

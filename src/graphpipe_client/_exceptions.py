@@ -7,6 +7,7 @@ Every error the package raises derives from :class:`GraphPipeError`::
     ├── DecodeError            malformed or hostile message bytes
     ├── TransportError         the HTTP exchange failed
     │   ├── ConnectError       the request never reached the server
+    │   │   └── TLSError       TLS handshake or certificate verification failed
     │   └── TimeoutError
     │       ├── ConnectTimeout the connection could not be made in time
     │       └── ReadTimeout    the server did not answer in time
@@ -34,6 +35,7 @@ __all__ = [
     "ReadTimeout",
     "RemoteError",
     "ResponseTooLargeError",
+    "TLSError",
     "TimeoutError",
     "TransportError",
 ]
@@ -112,6 +114,14 @@ class ConnectError(TransportError):
 
     Such a request is always safe to retry, and the clients retry it by
     default.
+    """
+
+
+class TLSError(ConnectError):
+    """The TLS handshake failed: an unknown CA, a wrong host name, a refused client certificate.
+
+    The request never reached the server, but retrying cannot help, so it is
+    not retried.
     """
 
 

@@ -1,0 +1,155 @@
+"""The constructor, argument handling and metadata cache shared by ``Client`` and ``AsyncClient``."""
+
+from __future__ import annotations
+
+import abc
+import ssl
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any, Generic, TypeVar
+
+from ._config import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    ClientConfig,
+    RetryPolicy,
+    Timeout,
+    TimeoutTypes,
+    Unset,
+)
+from ._core import PreparedRequest, parse_endpoint, prepare_infer, prepare_metadata
+from ._messages import ModelMetadata
+
+__all__ = ["ClientBase"]
+
+TransportT = TypeVar("TransportT")
+
+
+class ClientBase(abc.ABC, Generic[TransportT]):
+    """State and argument handling common to the sync and async clients."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        timeout: TimeoutTypes = Timeout(),
+        retries: int | RetryPolicy | None = RetryPolicy(),
+        headers: Mapping[str, str] | None = None,
+        verify: bool | str | ssl.SSLContext = True,
+        cert: str | tuple[str, str] | None = None,
+        max_response_bytes: int | None = DEFAULT_MAX_RESPONSE_BYTES,
+        pool_size: int = 10,
+    ) -> None:
+        if url is not None:
+            parse_endpoint(url)  # fail early on a bad URL
+        self._url = url
+        self._config = ClientConfig.build(
+            timeout=timeout,
+            retries=retries,
+            headers=headers,
+            verify=verify,
+            cert=cert,
+            max_response_bytes=max_response_bytes,
+            pool_size=pool_size,
+        )
+        self._metadata_cache: dict[str, ModelMetadata] = {}
+        self._cache_lock = threading.Lock()
+        self._closed = False
+        self._transport: TransportT = self._create_transport()
+
+    @abc.abstractmethod
+    def _create_transport(self) -> TransportT:
+        """Each client supplies its transport (urllib3 or httpx)."""
+
+    @property
+    def url(self) -> str | None:
+        """The model URL this client is bound to, or ``None``."""
+        return self._url
+
+    @property
+    def config(self) -> ClientConfig:
+        """The client's settings (timeouts, retries, TLS, limits)."""
+        return self._config
+
+    def __repr__(self) -> str:
+        where = parse_endpoint(self._url).redacted if self._url else None
+        state = " closed" if self._closed else ""
+        return f"<{type(self).__name__} url={where!r}{state}>"
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"this {type(self).__name__} is closed; create a new one")
+
+    def _resolve(self, url: str | None) -> str:
+        resolved = url if url is not None else self._url
+        if resolved is None:
+            raise ValueError(
+                f"no model URL: bind one with {type(self).__name__}('http://host:9000') "
+                "or pass url=... to the call"
+            )
+        return resolved
+
+    def _prepare_execute(
+        self,
+        inp: Any,
+        input_name: str | None,
+        output_name: str | None,
+        config: str | bytes | None,
+        url: str | None,
+        timeout: TimeoutTypes | Unset,
+    ) -> PreparedRequest:
+        self._check_open()
+        return prepare_infer(
+            self._config,
+            self._resolve(url),
+            [inp],
+            None if input_name is None else [input_name],
+            None if output_name is None else [output_name],
+            config,
+            self._config.with_timeout(timeout),
+        )
+
+    def _prepare_execute_multi(
+        self,
+        inputs: Sequence[Any],
+        input_names: Sequence[str | None] | None,
+        output_names: Sequence[str] | None,
+        config: str | bytes | None,
+        url: str | None,
+        timeout: TimeoutTypes | Unset,
+    ) -> PreparedRequest:
+        self._check_open()
+        if not isinstance(inputs, (list, tuple)):
+            raise TypeError(
+                "execute_multi takes a list or tuple of inputs; for a single array use execute()"
+            )
+        return prepare_infer(
+            self._config,
+            self._resolve(url),
+            inputs,
+            input_names,
+            output_names,
+            config,
+            self._config.with_timeout(timeout),
+        )
+
+    def _cached_metadata(self, url: str | None, refresh: bool) -> tuple[str, ModelMetadata | None]:
+        self._check_open()
+        key = self._resolve(url)
+        if refresh:
+            return key, None
+        with self._cache_lock:
+            return key, self._metadata_cache.get(key)
+
+    def _prepare_metadata(self, key: str, timeout: TimeoutTypes | Unset) -> PreparedRequest:
+        return prepare_metadata(self._config, key, self._config.with_timeout(timeout))
+
+    def _store_metadata(self, key: str, meta: ModelMetadata) -> ModelMetadata:
+        with self._cache_lock:
+            self._metadata_cache[key] = meta
+        return meta
+
+    def clear_metadata_cache(self) -> None:
+        """Forget every cached :class:`ModelMetadata` (the next ``metadata()`` asks the server)."""
+        with self._cache_lock:
+            self._metadata_cache.clear()
+

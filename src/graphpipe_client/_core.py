@@ -1,0 +1,308 @@
+"""What the sync and async clients share besides their I/O (no sockets here).
+
+The clients are thin shells: each one builds a request with
+:func:`prepare_request`, hands it to its transport, and feeds the outcome to
+:class:`RetryState` and :func:`interpret`. Everything that decides *what*
+happens (headers, size limits, which failures are retried and after how
+long, how an HTTP status or a malformed body becomes an exception, where
+the response buffer is placed so outputs are aligned) lives here, once.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+from dataclasses import dataclass
+from typing import Final, Literal
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import numpy as np
+
+from ._config import ClientConfig, Timeout
+from ._decode import Buffer, decode_infer_response, decode_metadata_response, head_alignment_shift
+from ._encode import encode_infer_request, encode_metadata_request
+from ._exceptions import (
+    ConnectError,
+    GraphPipeError,
+    HTTPStatusError,
+    RemoteError,
+    ResponseTooLargeError,
+    TLSError,
+    TransportError,
+)
+from ._messages import EncodedMessage, ModelMetadata
+from ._version import __version__
+
+__all__ = [
+    "HEAD_BYTES",
+    "USER_AGENT",
+    "Endpoint",
+    "PreparedRequest",
+    "RawResponse",
+    "RetryState",
+    "interpret_infer",
+    "interpret_metadata",
+    "new_receive_buffer",
+    "parse_endpoint",
+    "prepare_infer",
+    "prepare_metadata",
+    "shape_outputs",
+]
+
+USER_AGENT: Final = f"graphpipe-client/{__version__}"
+
+#: Bytes of a response read first, to decide where the buffer is placed.
+HEAD_BYTES: Final = 4096
+
+#: Bytes of a non-200 body kept for the exception message.
+ERROR_BODY_BYTES: Final = 64 * 1024
+
+Kind = Literal["infer", "metadata"]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A parsed model URL: where to send, how to show it, and its credentials.
+
+    ``url`` has any user-info removed (it becomes an ``Authorization`` header);
+    ``redacted`` is what messages and reprs show.
+    """
+
+    url: str
+    redacted: str
+    scheme: str
+    host: str
+    port: int
+    target: str
+    authorization: str | None
+
+    @property
+    def origin(self) -> tuple[str, str, int]:
+        """(scheme, host, port): the key of a connection pool."""
+        return (self.scheme, self.host, self.port)
+
+
+@functools.lru_cache(maxsize=256)
+def parse_endpoint(url: str) -> Endpoint:
+    """Parse and check a model URL such as ``http://host:9000``.
+
+    Raises:
+        ValueError: the URL is not an ``http``/``https`` URL with a host.
+    """
+    if not isinstance(url, str):
+        raise TypeError(f"the model URL must be a str, not {type(url).__name__}")
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise ValueError(
+            f"unsupported URL {_redact_text(url)!r}: give an http:// or https:// URL, "
+            "such as http://127.0.0.1:9000"
+        )
+    try:
+        host = parts.hostname
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"invalid URL {_redact_text(url)!r}: {exc}") from None
+    if not host:
+        raise ValueError(f"invalid URL {_redact_text(url)!r}: it names no host")
+    if port is None:
+        port = 443 if scheme == "https" else 80
+    authorization = None
+    if parts.username is not None or parts.password is not None:
+        user = unquote(parts.username or "")
+        password = unquote(parts.password or "")
+        token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+        authorization = f"Basic {token}"
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    clean = urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
+    redacted = urlunsplit(
+        (scheme, ("***@" if authorization else "") + netloc, parts.path or "/", parts.query, "")
+    )
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return Endpoint(clean, redacted, scheme, host, port, target, authorization)
+
+
+def _redact_text(url: str) -> str:
+    """Hide user-info in a URL that could not be parsed properly."""
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest.split("/", 1)[0]:
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedRequest:
+    """One POST, ready for a transport: where, what, which headers, how long to wait."""
+
+    endpoint: Endpoint
+    kind: Kind
+    body: EncodedMessage
+    headers: dict[str, str]
+    timeout: Timeout
+    max_response_bytes: int | None
+
+
+def _headers(config: ClientConfig, endpoint: Endpoint, nbytes: int) -> dict[str, str]:
+    headers = {
+        "User-Agent": USER_AGENT,
+        "Content-Type": "application/octet-stream",
+        "Accept-Encoding": "identity",
+    }
+    if endpoint.authorization:
+        headers["Authorization"] = endpoint.authorization
+    headers.update(config.headers)
+    # Framing is ours: an explicit length lets both transports stream the
+    # segments without chunked encoding (and without copying them).
+    for key in [k for k in headers if k.lower() in ("content-length", "transfer-encoding")]:
+        del headers[key]
+    headers["Content-Length"] = str(nbytes)
+    return headers
+
+
+def prepare_infer(
+    config: ClientConfig,
+    url: str,
+    inputs: object,
+    input_names: object,
+    output_names: object,
+    request_config: str | bytes | None,
+    timeout: Timeout,
+) -> PreparedRequest:
+    """Encode an ``InferRequest`` (no copy of tensor data) and its HTTP framing."""
+    endpoint = parse_endpoint(url)
+    body = encode_infer_request(inputs, input_names, output_names, request_config)  # type: ignore[arg-type]
+    return PreparedRequest(
+        endpoint, "infer", body, _headers(config, endpoint, body.nbytes), timeout, config.max_response_bytes
+    )
+
+
+_METADATA_REQUEST: Final = encode_metadata_request()
+
+
+def prepare_metadata(config: ClientConfig, url: str, timeout: Timeout) -> PreparedRequest:
+    """A ``MetadataRequest`` POST."""
+    endpoint = parse_endpoint(url)
+    body = _METADATA_REQUEST
+    return PreparedRequest(
+        endpoint, "metadata", body, _headers(config, endpoint, body.nbytes), timeout, config.max_response_bytes
+    )
+
+
+def content_length(value: str | None, limit: int | None, endpoint: Endpoint) -> int | None:
+    """Parse ``Content-Length`` and refuse, before any allocation, a body over ``limit``."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value.isdigit():
+        raise TransportError(
+            f"invalid Content-Length {value[:40]!r} from {endpoint.redacted}", url=endpoint.redacted
+        )
+    n = int(value)
+    check_size(n, limit, endpoint)
+    return n
+
+
+def check_size(n: int, limit: int | None, endpoint: Endpoint) -> None:
+    """Raise :class:`ResponseTooLargeError` when ``n`` bytes exceed ``limit``."""
+    if limit is not None and n > limit:
+        raise ResponseTooLargeError(
+            f"the response from {endpoint.redacted} is {n} bytes, over max_response_bytes={limit}",
+            size=n,
+            limit=limit,
+        )
+
+
+def new_receive_buffer(total: int, head: Buffer) -> np.ndarray:
+    """A writable buffer of ``total`` bytes that starts with a copy of ``head``.
+
+    It is placed so that the largest tensor found in ``head`` is aligned to
+    its item size (and our own 64-byte-aligned messages to 64 bytes); the
+    rest is uninitialised (no memset) and is meant to be filled in place.
+    """
+    shift = head_alignment_shift(head, total)
+    base = np.empty(total + 64 + 8, dtype=np.uint8)
+    start = (-base.ctypes.data) % 64 + shift
+    buf = base[start : start + total]
+    n = len(head)
+    buf[:n] = np.frombuffer(head, dtype=np.uint8)
+    return buf
+
+
+@dataclass(frozen=True, slots=True)
+class RawResponse:
+    """What a transport hands back: the status, the headers it needs, the body."""
+
+    status: int
+    reason: str
+    retry_after: str | None
+    body: Buffer
+
+
+def _status_error(req: PreparedRequest, raw: RawResponse) -> HTTPStatusError:
+    text = bytes(raw.body[:ERROR_BODY_BYTES]).decode("utf-8", "replace").strip()
+    where = req.endpoint.redacted
+    reason = f" {raw.reason}" if raw.reason else ""
+    message = f"HTTP {raw.status}{reason} from {where}"
+    if text:
+        message += f": {text}"
+    return HTTPStatusError(message, status_code=raw.status, body=text, url=where)
+
+
+def interpret_infer(req: PreparedRequest, raw: RawResponse) -> list[np.ndarray]:
+    """Turn a final response into the output arrays, or raise the right exception."""
+    if raw.status != 200:
+        raise _status_error(req, raw)
+    resp = decode_infer_response(raw.body, align=True)
+    if resp.errors:
+        raise RemoteError(errors=resp.errors)
+    return resp.outputs
+
+
+def interpret_metadata(req: PreparedRequest, raw: RawResponse) -> ModelMetadata:
+    """Turn a final response to a ``MetadataRequest`` into :class:`ModelMetadata`."""
+    if raw.status != 200:
+        raise _status_error(req, raw)
+    return decode_metadata_response(raw.body)
+
+
+def shape_outputs(outputs: list[np.ndarray]) -> np.ndarray | list[np.ndarray]:
+    """``execute``'s return: the array when there is one output, else the list."""
+    return outputs[0] if len(outputs) == 1 else outputs
+
+
+class RetryState:
+    """Decides, attempt after attempt, whether to retry and after how long.
+
+    Use: ``delay = state.after_error(exc)`` (re-raises ``exc`` when it is
+    final) or ``delay = state.after_response(raw)`` (``None`` when the
+    response is final); sleep ``delay`` and try again.
+    """
+
+    __slots__ = ("attempt", "policy")
+
+    def __init__(self, config: ClientConfig) -> None:
+        self.policy = config.retry
+        self.attempt = 0
+
+    def after_error(self, exc: GraphPipeError) -> float:
+        # Only a request that never reached the server is safe to repeat.
+        if (
+            isinstance(exc, ConnectError)
+            and not isinstance(exc, TLSError)
+            and self.attempt < self.policy.retries
+        ):
+            delay = self.policy.backoff_delay(self.attempt)
+            self.attempt += 1
+            return delay
+        raise exc
+
+    def after_response(self, raw: RawResponse) -> float | None:
+        if raw.status not in self.policy.statuses or self.attempt >= self.policy.retries:
+            return None
+        delay = self.policy.retry_after_delay(raw.retry_after)
+        if delay is None:
+            delay = self.policy.backoff_delay(self.attempt)
+        self.attempt += 1
+        return delay

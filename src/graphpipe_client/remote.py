@@ -1,0 +1,156 @@
+"""Drop-in replacement for the 2018 ``graphpipe.remote`` module.
+
+Same names, same argument order, same return shapes, with a process-wide
+connection pool (repeated calls do not reconnect), metadata cached per URL,
+timeouts, and typed exceptions instead of bare ``Exception``::
+
+    # before: from graphpipe import remote
+    from graphpipe_client import remote
+
+    y = remote.execute("http://127.0.0.1:9000", x)
+
+The shared client uses the default settings of :class:`~graphpipe_client.Client`
+(5 s connect, 60 s read timeouts, 2 retries of requests that never reached the
+server). For other settings, create your own ``Client``. The pool is reset in
+a child process after ``fork`` (connections are never shared across processes).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ._client import Client
+from ._config import UNSET, TimeoutTypes, Unset
+from ._messages import ModelMetadata
+
+__all__ = [
+    "execute",
+    "execute_multi",
+    "get_input_names",
+    "get_input_shapes",
+    "get_input_types",
+    "get_output_names",
+    "get_output_shapes",
+    "get_output_types",
+    "metadata",
+    "shared_client",
+]
+
+_lock = threading.Lock()
+_client: Client | None = None
+
+
+def shared_client() -> Client:
+    """The process-wide :class:`~graphpipe_client.Client` behind the module functions."""
+    global _client
+    client = _client
+    if client is None:
+        with _lock:
+            if _client is None:
+                _client = Client()
+            client = _client
+    return client
+
+
+def _close_shared() -> None:
+    global _client
+    with _lock:
+        if _client is not None:
+            _client.close()
+            _client = None
+
+
+def _forget_in_child() -> None:
+    # After fork the child must not use the parent's sockets: drop them unclosed
+    # (closing would shut the parent's connections down too).
+    global _client, _lock
+    _lock = threading.Lock()
+    _client = None
+
+
+atexit.register(_close_shared)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
+
+
+def execute(
+    uri: str,
+    inp: Any,
+    input_name: str | None = None,
+    output_name: str | None = None,
+    *,
+    config: str | bytes | None = None,
+    timeout: TimeoutTypes | Unset = UNSET,
+) -> np.ndarray | list[np.ndarray]:
+    """Run the model at ``uri`` on one input; the array, or the list when there are several outputs.
+
+    Example:
+        >>> import numpy as np
+        >>> from graphpipe_client import remote
+        >>> from graphpipe_client.testing import serve
+        >>> with serve(lambda x: x + 1) as server:
+        ...     remote.execute(server.url, np.zeros(2, np.int32))
+        array([1, 1], dtype=int32)
+    """
+    return shared_client().execute(
+        inp, input_name, output_name, config=config, url=uri, timeout=timeout
+    )
+
+
+def execute_multi(
+    uri: str,
+    inputs: Sequence[Any],
+    input_names: Sequence[str | None] | None = None,
+    output_names: Sequence[str] | None = None,
+    config: str | bytes | None = None,
+    *,
+    timeout: TimeoutTypes | Unset = UNSET,
+) -> list[np.ndarray]:
+    """Run the model at ``uri`` on several inputs; always returns a list of arrays."""
+    return shared_client().execute_multi(
+        inputs, input_names, output_names, config, url=uri, timeout=timeout
+    )
+
+
+def metadata(uri: str, *, refresh: bool = False) -> ModelMetadata:
+    """The model's metadata (a typed :class:`~graphpipe_client.ModelMetadata`), cached per URL."""
+    return shared_client().metadata(url=uri, refresh=refresh)
+
+
+def get_input_names(uri: str) -> list[str]:
+    """The names of the model's inputs."""
+    return [io.name for io in metadata(uri).inputs]
+
+
+def get_output_names(uri: str) -> list[str]:
+    """The names of the model's outputs."""
+    return [io.name for io in metadata(uri).outputs]
+
+
+def get_input_types(uri: str) -> list[np.dtype[Any] | None]:
+    """The numpy dtypes of the inputs (``None`` where the server does not say).
+
+    The 2018 client read the outputs' types here by mistake; this reads the inputs'.
+    """
+    return [io.dtype for io in metadata(uri).inputs]
+
+
+def get_output_types(uri: str) -> list[np.dtype[Any] | None]:
+    """The numpy dtypes of the outputs (``None`` where the server does not say)."""
+    return [io.dtype for io in metadata(uri).outputs]
+
+
+def get_input_shapes(uri: str) -> list[list[int | None]]:
+    """The shapes of the inputs, ``None`` for any size (the wire's ``-1``)."""
+    return [list(io.shape or ()) for io in metadata(uri).inputs]
+
+
+def get_output_shapes(uri: str) -> list[list[int | None]]:
+    """The shapes of the outputs, ``None`` for any size (the wire's ``-1``)."""
+    return [list(io.shape or ()) for io in metadata(uri).outputs]
