@@ -10,7 +10,8 @@ Example:
 
 from __future__ import annotations
 
-from . import codec, remote
+from . import aio, codec, remote
+from ._async_client import AsyncClient
 from ._client import Client
 from ._config import UNSET, ClientConfig, RetryPolicy, Timeout
 from ._dtypes import DataType
@@ -35,6 +36,7 @@ from .remote import execute, execute_multi, metadata
 
 __all__ = [
     "UNSET",
+    "AsyncClient",
     "Client",
     "ClientConfig",
     "ConnectError",
@@ -56,6 +58,7 @@ __all__ = [
     "TimeoutError",
     "TransportError",
     "__version__",
+    "aio",
     "codec",
     "execute",
     "execute_multi",

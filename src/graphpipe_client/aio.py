@@ -1,0 +1,130 @@
+"""The asyncio twin of :mod:`graphpipe_client.remote`: the same functions, awaited.
+
+::
+
+    from graphpipe_client import aio
+
+    y = await aio.execute("http://127.0.0.1:9000", x)
+
+The functions share one :class:`~graphpipe_client.AsyncClient`, which keeps a
+connection pool per event loop: calls within a loop reuse connections, and a
+connection of one loop is never used by another (so repeated ``asyncio.run``
+and notebook kernels keep working). A loop's pool is closed when the loop
+shuts down its async generators, as ``asyncio.run`` does.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ._async_client import AsyncClient
+from ._config import UNSET, TimeoutTypes, Unset
+from ._messages import ModelMetadata
+
+__all__ = [
+    "execute",
+    "execute_multi",
+    "get_input_names",
+    "get_input_shapes",
+    "get_input_types",
+    "get_output_names",
+    "get_output_shapes",
+    "get_output_types",
+    "metadata",
+    "shared_client",
+]
+
+_lock = threading.Lock()
+_client: AsyncClient | None = None
+
+
+def shared_client() -> AsyncClient:
+    """The process-wide :class:`~graphpipe_client.AsyncClient` behind the module functions."""
+    global _client
+    client = _client
+    if client is None:
+        with _lock:
+            if _client is None:
+                _client = AsyncClient()
+            client = _client
+    return client
+
+
+def _forget_in_child() -> None:
+    global _client, _lock
+    _lock = threading.Lock()
+    _client = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
+
+
+async def execute(
+    uri: str,
+    inp: Any,
+    input_name: str | None = None,
+    output_name: str | None = None,
+    *,
+    config: str | bytes | None = None,
+    timeout: TimeoutTypes | Unset = UNSET,
+) -> np.ndarray | list[np.ndarray]:
+    """Run the model at ``uri`` on one input; the array, or the list when there are several outputs."""
+    return await shared_client().execute(
+        inp, input_name, output_name, config=config, url=uri, timeout=timeout
+    )
+
+
+async def execute_multi(
+    uri: str,
+    inputs: Sequence[Any],
+    input_names: Sequence[str | None] | None = None,
+    output_names: Sequence[str] | None = None,
+    config: str | bytes | None = None,
+    *,
+    timeout: TimeoutTypes | Unset = UNSET,
+) -> list[np.ndarray]:
+    """Run the model at ``uri`` on several inputs; always returns a list of arrays."""
+    return await shared_client().execute_multi(
+        inputs, input_names, output_names, config, url=uri, timeout=timeout
+    )
+
+
+async def metadata(uri: str, *, refresh: bool = False) -> ModelMetadata:
+    """The model's metadata, cached per URL."""
+    return await shared_client().metadata(url=uri, refresh=refresh)
+
+
+async def get_input_names(uri: str) -> list[str]:
+    """The names of the model's inputs."""
+    return [io.name for io in (await metadata(uri)).inputs]
+
+
+async def get_output_names(uri: str) -> list[str]:
+    """The names of the model's outputs."""
+    return [io.name for io in (await metadata(uri)).outputs]
+
+
+async def get_input_types(uri: str) -> list[np.dtype[Any] | None]:
+    """The numpy dtypes of the inputs (``None`` where the server does not say)."""
+    return [io.dtype for io in (await metadata(uri)).inputs]
+
+
+async def get_output_types(uri: str) -> list[np.dtype[Any] | None]:
+    """The numpy dtypes of the outputs (``None`` where the server does not say)."""
+    return [io.dtype for io in (await metadata(uri)).outputs]
+
+
+async def get_input_shapes(uri: str) -> list[list[int | None]]:
+    """The shapes of the inputs, ``None`` for any size."""
+    return [list(io.shape or ()) for io in (await metadata(uri)).inputs]
+
+
+async def get_output_shapes(uri: str) -> list[list[int | None]]:
+    """The shapes of the outputs, ``None`` for any size."""
+    return [list(io.shape or ()) for io in (await metadata(uri)).outputs]
