@@ -26,7 +26,7 @@ from ._exceptions import (
     ReadTimeout,
     RemoteError,
     ResponseTooLargeError,
-    TimeoutError,
+    TimeoutError,  # noqa: A004 - ours, like concurrent.futures.TimeoutError
     TLSError,
     TransportError,
 )

@@ -7,8 +7,8 @@ import random
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from datetime import datetime, timezone
 from typing import Final, TypeAlias
 
 __all__ = [
@@ -119,8 +119,8 @@ class RetryPolicy:
             except (TypeError, ValueError, IndexError):
                 return None
             if when.tzinfo is None:
-                when = when.replace(tzinfo=timezone.utc)
-            seconds = (when - datetime.now(timezone.utc)).total_seconds()
+                when = when.replace(tzinfo=UTC)
+            seconds = (when - datetime.now(UTC)).total_seconds()
         if seconds != seconds:  # NaN
             return None
         return min(max(seconds, 0.0), self.retry_after_max)

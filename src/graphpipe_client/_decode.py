@@ -93,7 +93,7 @@ class _Table:
 class _Reader:
     """Checked primitive reads over one message buffer."""
 
-    __slots__ = ("mv", "n", "strings_seen", "string_bytes")
+    __slots__ = ("mv", "n", "string_bytes", "strings_seen")
 
     def __init__(self, mv: memoryview) -> None:
         self.mv = mv
@@ -113,7 +113,7 @@ class _Reader:
 
     def target(self, pos: int, what: str) -> int:
         """Follow the uoffset stored at ``pos`` (already known to be in bounds)."""
-        (off,) = _U32(self.mv, pos)
+        off: int = _U32(self.mv, pos)[0]
         tgt = pos + off
         if off == 0 or tgt + 4 > self.n:
             self.fail(what, f"offset {off} at {pos} points outside the message")
@@ -139,7 +139,7 @@ class _Reader:
         vo = 4 + 2 * slot
         if vo + 2 > t.vt_size:
             return 0
-        (off,) = _U16(self.mv, t.vt + vo)
+        off: int = _U16(self.mv, t.vt + vo)[0]
         if off == 0:
             return 0
         if off < 4 or off + size > t.table_size:
@@ -161,7 +161,7 @@ class _Reader:
 
     def vector(self, pos: int, elem_size: int, what: str) -> tuple[int, int]:
         """(start, count) of the vector at ``pos``, checked to fit."""
-        (count,) = _U32(self.mv, pos)
+        count: int = _U32(self.mv, pos)[0]
         start = pos + 4
         if count * elem_size > self.n - start:
             self.fail(

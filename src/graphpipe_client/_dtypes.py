@@ -6,7 +6,7 @@ import enum
 
 import numpy as np
 
-__all__ = ["DataType", "SUPPORTED_TYPES_TEXT", "dtype_of", "type_of_dtype"]
+__all__ = ["SUPPORTED_TYPES_TEXT", "DataType", "dtype_of", "type_of_dtype"]
 
 
 class DataType(enum.IntEnum):

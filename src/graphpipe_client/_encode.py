@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import numpy as np
 
@@ -263,7 +263,7 @@ class _Writer:
                 segments.append(prefix)
             pos += pad + 4
             if arr.nbytes:
-                segments.append(memoryview(arr.reshape(-1)).cast("B"))
+                segments.append(memoryview(cast(Any, arr.reshape(-1))).cast("B"))
                 pos += arr.nbytes
         if pos > MAX_MESSAGE_BYTES:
             raise EncodeError(
@@ -385,11 +385,11 @@ def encode_infer_response(
         (ErrorEntry(code=1, message='no such input'),)
     """
     tensors = _prepare_all(outputs, "outputs")
-    entries = []
-    for i, e in enumerate(errors):
+    entries: list[tuple[int, bytes]] = []
+    for i, entry in enumerate(errors):
         try:
-            code, message = (e.code, e.message) if isinstance(e, ErrorEntry) else e
-            entries.append((int(code), _to_bytes(message, f"errors[{i}].message")))
+            code, text = (entry.code, entry.message) if isinstance(entry, ErrorEntry) else entry
+            entries.append((int(code), _to_bytes(text, f"errors[{i}].message")))
         except (TypeError, ValueError) as exc:
             raise EncodeError(f"errors[{i}] must be (code, message): {exc}") from None
     w = _Writer()
@@ -401,13 +401,13 @@ def encode_infer_response(
         w.link(resp + 8, vec)
         for i, (code, message) in enumerate(entries):
             # Error: code (slot 0, i64 at +8), message (slot 1, offset at +4).
-            e = w.table((8, 4), 16, alignment=8)
+            err = w.table((8, 4), 16, alignment=8)
             try:
-                struct.pack_into("<q", w.buf, e + 8, code)
+                struct.pack_into("<q", w.buf, err + 8, code)
             except struct.error:
                 raise EncodeError(f"errors[{i}].code {code} does not fit in int64") from None
-            w.link(vec + 4 + 4 * i, e)
-            w.link(e + 4, w.string(message))
+            w.link(vec + 4 + 4 * i, err)
+            w.link(err + 4, w.string(message))
     return w.finish(resp)
 
 

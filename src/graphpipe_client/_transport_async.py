@@ -24,7 +24,7 @@ import asyncio
 import ssl
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Final
+from typing import Final, cast
 
 import httpx
 
@@ -118,7 +118,7 @@ class AsyncTransport:
         request = client.build_request(
             "POST",
             req.endpoint.url,
-            content=_body(req.body.segments),
+            content=cast("AsyncIterator[bytes]", _body(req.body.segments)),  # memoryviews pass through
             headers=req.headers,
             timeout=httpx.Timeout(connect=t.connect, read=t.read, write=t.read, pool=None),
         )

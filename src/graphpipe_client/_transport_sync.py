@@ -17,10 +17,9 @@ them fails loudly:
 from __future__ import annotations
 
 import http.client
-import socket
 import ssl
 import threading
-from typing import Any
+from typing import Any, cast
 
 import urllib3
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -84,7 +83,7 @@ class _TLSPool(HTTPSConnectionPool):
     ConnectionCls = _TLSConnection
 
 
-class _StaleConnection(Exception):
+class _StaleConnectionError(Exception):
     """A reused keep-alive connection failed before any response byte arrived."""
 
     def __init__(self, error: TransportError) -> None:
@@ -127,11 +126,11 @@ class SyncTransport:
         """
         try:
             return self._send_once(req)
-        except _StaleConnection:
+        except _StaleConnectionError:
             pass
         try:
             return self._send_once(req)
-        except _StaleConnection as stale:
+        except _StaleConnectionError as stale:
             raise stale.error from stale.error.__cause__
 
     def _send_once(self, req: PreparedRequest) -> RawResponse:
@@ -144,7 +143,7 @@ class SyncTransport:
             resp = pool.urlopen(
                 "POST",
                 ep.target,
-                body=req.body.segments,
+                body=cast("list[bytes]", req.body.segments),  # any buffers: sent with sendall
                 headers=req.headers,
                 retries=False,
                 redirect=False,
@@ -169,7 +168,7 @@ class SyncTransport:
             )
             error.__cause__ = exc
             if getattr(_local, "reused", False):
-                raise _StaleConnection(error) from exc
+                raise _StaleConnectionError(error) from exc
             raise error from exc
         except (HTTPError, OSError, http.client.HTTPException) as exc:
             raise TransportError(f"request to {where} failed: {_reason(exc)}", url=where) from exc
@@ -179,7 +178,7 @@ class SyncTransport:
         except GraphPipeError:
             resp.close()
             raise
-        except (TimeoutError, socket.timeout, ReadTimeoutError) as exc:
+        except (TimeoutError, ReadTimeoutError) as exc:
             resp.close()
             raise ReadTimeout(
                 f"the response from {where} stalled for longer than the read timeout of "
@@ -199,12 +198,12 @@ class SyncTransport:
         headers = resp.headers
         retry_after = headers.get("Retry-After")
         if status != 200:
-            body = resp.read(ERROR_BODY_BYTES, decode_content=True)
+            error_body = resp.read(ERROR_BODY_BYTES, decode_content=True)
             if resp.read(1, decode_content=False):
                 resp.close()  # a huge error body: do not drain it
             else:
                 resp.release_conn()
-            return RawResponse(status, resp.reason or "", retry_after, body)
+            return RawResponse(status, resp.reason or "", retry_after, error_body)
 
         fp = getattr(resp, "_fp", None)
         n = content_length(headers.get("Content-Length"), req.max_response_bytes, ep)
