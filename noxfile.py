@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
 
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.sessions = ["tests", "lint", "typecheck", "docs", "examples"]
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 
@@ -43,3 +45,23 @@ def demo(session: nox.Session) -> None:
     """The main job: start the bundled server with the demo model and do real round trips."""
     session.install("-e", ".")
     session.run("python", "examples/quickstart.py")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site with mkdocs --strict (API reference from the docstrings)."""
+    session.install("-e", ".")
+    _install_group(session, "docs")
+    session.run("mkdocs", "build", "--strict", "--site-dir", "site")
+
+
+@nox.session
+def examples(session: nox.Session) -> None:
+    """Run every script in examples/ against the bundled server."""
+    session.install("-e", ".")
+    session.install("pytest>=8")
+    for script in sorted(Path("examples").glob("*.py")):
+        if script.name.startswith("test_"):
+            session.run("pytest", "-q", str(script))
+        else:
+            session.run("python", str(script))
