@@ -32,7 +32,7 @@ def main() -> None:
 
         # The drop-in API of the 2018 client: one call, one pooled connection.
         print(remote.metadata(server.url), end="\n\n")
-        probabilities, labels = remote.execute(server.url, FLOWERS)
+        _probabilities, labels = remote.execute(server.url, FLOWERS)
         print("remote.execute ->", [DEMO_CLASSES[i] for i in labels])
 
         # A configured client: names, a config for the model, several outputs.

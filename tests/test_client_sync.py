@@ -108,9 +108,8 @@ def test_http_400_carries_the_servers_text() -> None:
     def broken(x: np.ndarray) -> np.ndarray:
         raise ValueError("input 'x' must be 2-d")
 
-    with serve(broken) as server, gp.Client(server.url) as client:
-        with pytest.raises(gp.HTTPStatusError) as info:
-            client.execute(np.ones(3))
+    with serve(broken) as server, gp.Client(server.url) as client, pytest.raises(gp.HTTPStatusError) as info:
+        client.execute(np.ones(3))
     assert info.value.status_code == 400
     assert "input 'x' must be 2-d" in info.value.body
     assert "input 'x' must be 2-d" in str(info.value)
@@ -150,7 +149,7 @@ def test_stall_after_headers_is_a_read_timeout() -> None:
 def test_lying_content_length_longer_is_a_transport_error() -> None:
     with serve(double) as server, gp.Client(server.url, timeout=2) as client:
         server.set_faults(content_length_delta=100, times=1)
-        with pytest.raises(gp.TransportError, match="closed|broke"):
+        with pytest.raises(gp.TransportError, match=r"closed|broke"):
             client.execute(np.ones(1000))
         np.testing.assert_array_equal(client.execute(np.ones(2)), [2, 2])
 
