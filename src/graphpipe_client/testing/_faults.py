@@ -104,9 +104,16 @@ class Faults:
 
     @property
     def active(self) -> bool:
-        """Whether any knob is set (``times`` alone does not count)."""
+        """Whether any knob is set (``times`` alone, or ``body`` without ``status``, do not count).
+
+        Example:
+            >>> Faults(times=3).active, Faults(delay=0.1).active
+            (False, True)
+        """
         return any(
-            getattr(self, name) != default for name, default in _DEFAULTS.items() if name != "times"
+            getattr(self, name) != default
+            for name, default in _DEFAULTS.items()
+            if name not in ("times", "body")
         )
 
     def set(self, **knobs: Any) -> None:

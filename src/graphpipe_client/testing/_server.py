@@ -273,7 +273,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         return n
 
     def handle_expect_100(self) -> bool:
+        # Refuse a body we would refuse anyway before the client sends it.
         if self.command == "POST" and self._content_length() is None:
+            self.app._count_request()
             return False
         return super().handle_expect_100()
 
@@ -594,7 +596,16 @@ class GraphPipeServer:
         self._faults.set(**knobs)
 
     def clear_faults(self) -> None:
-        """Turn every fault off."""
+        """Turn every fault off.
+
+        Example:
+            >>> from graphpipe_client.testing import GraphPipeServer
+            >>> server = GraphPipeServer(lambda x: x)
+            >>> server.set_faults(drop=True)
+            >>> server.clear_faults()
+            >>> server.faults.active
+            False
+        """
         self._faults.clear()
 
     # -- life cycle ---------------------------------------------------------
@@ -607,6 +618,15 @@ class GraphPipeServer:
         Raises:
             RuntimeError: the server is already running.
             OSError: the address cannot be bound.
+
+        Example:
+            >>> from graphpipe_client.testing import GraphPipeServer
+            >>> server = GraphPipeServer(lambda x: x).start()
+            >>> server.running
+            True
+            >>> server.stop()
+            >>> server.running
+            False
         """
         with self._state_lock:
             if self._httpd is not None:
@@ -638,6 +658,12 @@ class GraphPipeServer:
         Requests in progress are cut off (their responses fail to send). Waits
         up to ``timeout`` seconds for the connection threads (a model that
         never returns cannot be interrupted). Calling it again does nothing.
+
+        Example:
+            >>> from graphpipe_client.testing import GraphPipeServer
+            >>> server = GraphPipeServer(lambda x: x).start()
+            >>> server.stop()
+            >>> server.stop()  # again: nothing to do
         """
         with self._state_lock:
             httpd, wake, accept = self._httpd, self._wake, self._accept_thread
@@ -659,6 +685,14 @@ class GraphPipeServer:
 
         Simulates a server restart (the clients' pooled connections go stale).
         Counters, faults and metadata are kept.
+
+        Example:
+            >>> from graphpipe_client.testing import serve
+            >>> with serve(lambda x: x) as server:
+            ...     port = server.port
+            ...     server.restart()
+            ...     server.port == port
+            True
         """
         self.stop()
         self.start()
@@ -670,6 +704,19 @@ class GraphPipeServer:
         keep-alive connection times out): a client's next request on a pooled
         connection finds it closed. Waits up to ``timeout`` seconds for the
         connection threads to finish. The server keeps listening.
+
+        Example:
+            >>> import http.client
+            >>> from graphpipe_client.testing import serve
+            >>> with serve(lambda x: x) as server:
+            ...     conn = http.client.HTTPConnection(server.host, server.port)
+            ...     conn.request("GET", "/control/is_alive")
+            ...     _ = conn.getresponse().read()
+            ...     closed = server.close_connections()
+            ...     eof = conn.sock.recv(1)
+            ...     conn.close()
+            >>> closed, eof
+            (1, b'')
         """
         with self._lock:
             conns = list(self._connections)
