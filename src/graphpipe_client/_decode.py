@@ -68,11 +68,9 @@ def as_byte_view(buf: object) -> memoryview:
         raise DecodeError(
             f"expected bytes, bytearray or another buffer, got {type(buf).__name__}"
         ) from None
-    if mv.ndim != 1 or mv.itemsize != 1 or mv.format not in ("B", "b", "c"):
-        if not mv.c_contiguous:
-            raise DecodeError("the message buffer must be C-contiguous")
-        mv = mv.cast("B")
-    elif mv.format != "B":
+    if not mv.c_contiguous:
+        raise DecodeError("the message buffer must be C-contiguous")
+    if mv.ndim != 1 or mv.format != "B":
         mv = mv.cast("B")
     return mv
 
@@ -93,7 +91,7 @@ class _Table:
 class _Reader:
     """Checked primitive reads over one message buffer."""
 
-    __slots__ = ("mv", "n", "string_bytes", "strings_seen")
+    __slots__ = ("mv", "n", "string_bytes", "strings_seen", "texts_seen")
 
     def __init__(self, mv: memoryview) -> None:
         self.mv = mv
@@ -102,6 +100,9 @@ class _Reader:
         # size: shared strings are read once, overlapping ones are refused.
         self.strings_seen: dict[int, bytes] = {}
         self.string_bytes = 0
+        # Decoded text, per (offset, errors): a string that many entries
+        # share is decoded once, so the result stays linear in the message.
+        self.texts_seen: dict[tuple[int, str], str] = {}
 
     def fail(self, what: str, why: str) -> NoReturn:
         raise DecodeError(f"{what}: {why} (message is {self.n} bytes)")
@@ -186,11 +187,16 @@ class _Reader:
         return value
 
     def text(self, pos: int, what: str, errors: str = "strict") -> str:
+        seen = self.texts_seen.get((pos, errors))
+        if seen is not None:
+            return seen
         raw = self.string(pos, what)
         try:
-            return raw.decode("utf-8", errors)
+            value = raw.decode("utf-8", errors)
         except UnicodeDecodeError as exc:
             self.fail(what, f"not valid UTF-8 ({exc.reason} at byte {exc.start})")
+        self.texts_seen[(pos, errors)] = value
+        return value
 
     def text_field(self, t: _Table, slot: int, what: str, errors: str = "strict") -> str:
         p = self.ref_field(t, slot, what)
@@ -254,7 +260,10 @@ def _tensor(r: _Reader, pos: int, what: str) -> np.ndarray:
         arr = np.empty(len(offsets), dtype=object)
         for i, p in enumerate(offsets):
             arr[i] = r.string(p, f"{what}.string_val[{i}]")
-        return arr.reshape(shape)
+        try:
+            return arr.reshape(shape)
+        except ValueError as exc:  # e.g. a zero-size shape too large for numpy
+            r.fail(f"{what}.shape", f"numpy cannot represent shape {list(shape)}: {exc}")
 
     dtype = wire_dtype(code)
     if dtype is None:
@@ -319,13 +328,31 @@ def decode_infer_response(buf: Buffer, *, align: bool = False) -> InferResponse:
     t = r.table(r.root("InferResponse"), "InferResponse")
     outputs = _tensors(r, t, _INFERRESP_TENSORS, "InferResponse.output_tensors")
     errors = []
+    # Entries may share one table: read each table once (see _tensors).
+    entries: dict[int, ErrorEntry] = {}
     for i, p in enumerate(r.offsets(t, _INFERRESP_ERRORS, "InferResponse.errors")):
-        what = f"InferResponse.errors[{i}]"
-        e = r.table(p, what)
-        code = r.i64_field(e, _ERROR_CODE)
-        message = r.text_field(e, _ERROR_MESSAGE, f"{what}.message", errors="replace")
-        errors.append(ErrorEntry(code, message))
+        entry = entries.get(p)
+        if entry is None:
+            what = f"InferResponse.errors[{i}]"
+            e = r.table(p, what)
+            code = r.i64_field(e, _ERROR_CODE)
+            message = r.text_field(e, _ERROR_MESSAGE, f"{what}.message", errors="replace")
+            entry = entries[p] = ErrorEntry(code, message)
+        errors.append(entry)
     return InferResponse(_aligned(outputs) if align else outputs, tuple(errors))
+
+
+def _io_list(
+    r: _Reader, t: _Table, slot: int, what: str, done: dict[int, IOMetadata]
+) -> tuple[IOMetadata, ...]:
+    # Entries may share one table (also between inputs and outputs): read each once.
+    out = []
+    for i, p in enumerate(r.offsets(t, slot, what)):
+        io = done.get(p)
+        if io is None:
+            io = done[p] = _io_metadata(r, p, f"{what}[{i}]")
+        out.append(io)
+    return tuple(out)
 
 
 def _io_metadata(r: _Reader, pos: int, what: str) -> IOMetadata:
@@ -358,19 +385,14 @@ def decode_metadata_response(buf: Buffer) -> ModelMetadata:
     r = _Reader(as_byte_view(buf))
     what = "MetadataResponse"
     t = r.table(r.root(what), what)
+    done: dict[int, IOMetadata] = {}
     return ModelMetadata(
         name=r.text_field(t, _META_NAME, f"{what}.name", errors="replace"),
         version=r.text_field(t, _META_VERSION, f"{what}.version", errors="replace"),
         server=r.text_field(t, _META_SERVER, f"{what}.server", errors="replace"),
         description=r.text_field(t, _META_DESCRIPTION, f"{what}.description", errors="replace"),
-        inputs=tuple(
-            _io_metadata(r, p, f"{what}.inputs[{i}]")
-            for i, p in enumerate(r.offsets(t, _META_INPUTS, f"{what}.inputs"))
-        ),
-        outputs=tuple(
-            _io_metadata(r, p, f"{what}.outputs[{i}]")
-            for i, p in enumerate(r.offsets(t, _META_OUTPUTS, f"{what}.outputs"))
-        ),
+        inputs=_io_list(r, t, _META_INPUTS, f"{what}.inputs", done),
+        outputs=_io_list(r, t, _META_OUTPUTS, f"{what}.outputs", done),
     )
 
 

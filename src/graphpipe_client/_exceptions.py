@@ -22,7 +22,7 @@ cause chained as ``__cause__``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 __all__ = [
     "ConnectError",
@@ -209,10 +209,27 @@ class RemoteError(GraphPipeError):
         return {"message": self.message, "errors": self.errors}
 
 
+#: At most this many entries, each cut to this many characters, are rendered in
+#: a :class:`RemoteError`'s message (``.errors`` keeps them all): a hostile
+#: response can point thousands of entries at one long message.
+MESSAGE_ENTRIES: Final = 100
+MESSAGE_ENTRY_CHARS: Final = 4096
+
+
 def remote_error_message(errors: tuple[ErrorEntry, ...]) -> str:
-    """Render every entry of a server's ``errors`` vector on one line each."""
+    """Render the entries of a server's ``errors`` vector, one after the other (bounded)."""
     if not errors:
         return "the server reported an error without entries"
     head = f"the server reported {len(errors)} error{'s' if len(errors) != 1 else ''}"
-    lines = [f"[code {e.code}] {e.message}" for e in errors]
+    lines = []
+    for e in errors[:MESSAGE_ENTRIES]:
+        text = e.message
+        if len(text) > MESSAGE_ENTRY_CHARS:
+            text = (
+                text[:MESSAGE_ENTRY_CHARS]
+                + f"... ({len(e.message) - MESSAGE_ENTRY_CHARS} more characters)"
+            )
+        lines.append(f"[code {e.code}] {text}")
+    if len(errors) > MESSAGE_ENTRIES:
+        lines.append(f"... and {len(errors) - MESSAGE_ENTRIES} more")
     return head + ": " + "; ".join(lines)
