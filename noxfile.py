@@ -25,6 +25,20 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *session.posargs)
 
 
+# The lower bounds declared in pyproject.toml, checked by a session of their own.
+OLDEST = ["numpy==1.24.*", "httpx==0.25.*", "urllib3==2.0.*"]
+
+
+@nox.session
+def oldest(session: nox.Session) -> None:
+    """The test suite against the oldest supported numpy, httpx and urllib3."""
+    session.install("-e", ".", *OLDEST)
+    _install_group(session, "test")
+    session.install(*OLDEST)  # keep the pins if a test tool pulled newer ones
+    session.run("python", "-c", "import numpy, httpx, urllib3; print(numpy.__version__, httpx.__version__, urllib3.__version__)")
+    session.run("pytest", *session.posargs)
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     """Ruff: lint and formatting check."""
