@@ -139,7 +139,7 @@ class AsyncTransport:
                 url=where,
             ) from exc
         except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
-            raise TransportError(f"request to {where} failed: {exc or type(exc).__name__}", url=where) from exc
+            raise TransportError(f"request to {where} failed: {str(exc) or type(exc).__name__}", url=where) from exc
 
         try:
             return await self._read(response, req)
@@ -152,7 +152,7 @@ class AsyncTransport:
             ) from exc
         except (httpx.HTTPError, httpx.StreamError, OSError) as exc:
             raise TransportError(
-                f"the connection to {where} broke while reading the response: {exc or type(exc).__name__}",
+                f"the connection to {where} broke while reading the response: {str(exc) or type(exc).__name__}",
                 url=where,
             ) from exc
         finally:
@@ -220,4 +220,4 @@ def _connect_error(exc: httpx.ConnectError, where: str) -> ConnectError:
         if isinstance(cause, ssl.SSLError):
             return TLSError(f"TLS with {where} failed: {cause}", url=where)
         cause = cause.__cause__ or cause.__context__
-    return ConnectError(f"cannot connect to {where}: {exc or type(exc).__name__}", url=where)
+    return ConnectError(f"cannot connect to {where}: {str(exc) or type(exc).__name__}", url=where)

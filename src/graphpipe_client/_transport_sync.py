@@ -167,7 +167,7 @@ class SyncTransport:
                 url=where,
             )
             error.__cause__ = exc
-            if getattr(_local, "reused", False):
+            if getattr(_local, "reused", False) and _reset_unread(exc):
                 raise _StaleConnectionError(error) from exc
             raise error from exc
         except (HTTPError, OSError, http.client.HTTPException) as exc:
@@ -238,11 +238,35 @@ class SyncTransport:
         return data
 
 
+def _reset_unread(exc: BaseException) -> bool:
+    """Whether the connection was reset (not closed cleanly) before any response byte.
+
+    A server that closes a kept-alive connection without reading the request
+    that arrives on it makes its kernel answer with a reset: the request never
+    reached the server, and sending it again is safe. A clean close after the
+    request was sent (``RemoteDisconnected``) is not: the server may have read
+    and run it (a GraphPipe server drops the connection on a request it cannot
+    parse, or its model crashed).
+    """
+    inner = _innermost(exc)
+    return isinstance(inner, (ConnectionResetError, BrokenPipeError)) and not isinstance(
+        inner, http.client.RemoteDisconnected
+    )
+
+
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, NewConnectionError) and isinstance(exc.__cause__, OSError):
         exc = exc.__cause__
+    inner = _innermost(exc)
+    text = str(inner) or type(inner).__name__
+    if isinstance(inner, http.client.IncompleteRead):
+        text = f"the body ended {inner.expected} bytes early" if inner.expected else "the body ended early"
+    return text
+
+
+def _innermost(exc: BaseException) -> BaseException:
     # urllib3 nests the interesting error in args (e.g. ProtocolError('Connection
-    # aborted.', RemoteDisconnected(...))): show the innermost cause's text.
+    # aborted.', RemoteDisconnected(...))): find the innermost cause.
     inner: BaseException = exc
     while True:
         nested = [a for a in getattr(inner, "args", ()) if isinstance(a, BaseException)]
@@ -252,10 +276,7 @@ def _reason(exc: BaseException) -> str:
             inner = inner.reason  # type: ignore[attr-defined]
         else:
             break
-    text = str(inner) or type(inner).__name__
-    if isinstance(inner, http.client.IncompleteRead):
-        text = f"the body ended {inner.expected} bytes early" if inner.expected else "the body ended early"
-    return text
+    return inner
 
 
 def _connect_error(exc: HTTPError, where: str) -> ConnectError:
