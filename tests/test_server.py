@@ -38,6 +38,7 @@ from graphpipe_client.testing import (
     Faults,
     GraphPipeServer,
     ServeFactory,
+    _server,
     demo_metadata,
     demo_model,
     serve,
@@ -454,6 +455,27 @@ def test_config_and_output_names_reach_models_that_accept_them() -> None:
     with serve(lambda x: x) as server:  # accepts neither: still works
         (out,) = infer(server, [A], config="c").outputs()
         np.testing.assert_array_equal(out, A)
+
+
+def test_response_is_sent_in_one_gather_write_without_copies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    writes: list[list[Any]] = []
+    original = _server._send_segments
+
+    def record(sock: socket.socket, segments: Any) -> None:
+        writes.append(list(segments))
+        original(sock, segments)
+
+    monkeypatch.setattr(_server, "_send_segments", record)
+    out = np.arange(1 << 16, dtype=np.float32)
+    with serve(lambda x: out) as server:
+        (got,) = infer(server, [A]).outputs()
+    np.testing.assert_array_equal(got, out)
+    (buffers,) = writes  # status line, headers and body: one write
+    assert bytes(buffers[0]).startswith(b"HTTP/1.1 200 OK\r\n")
+    shared = [b for b in buffers if np.shares_memory(np.frombuffer(b, np.uint8), out)]
+    assert len(shared) == 1 and memoryview(shared[0]).nbytes == out.nbytes
 
 
 def test_large_response_is_sent_whole() -> None:

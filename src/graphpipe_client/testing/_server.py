@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import io
 import json
 import logging
 import selectors
@@ -24,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
-from typing import Any, Final, Protocol, Self
+from typing import TYPE_CHECKING, Any, Final, Protocol, Self
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -38,6 +39,9 @@ from .._messages import InferRequest, IOMetadata, MetadataRequest, ModelMetadata
 from .._version import __version__
 from ._faults import Faults
 from ._model import ModelAdapter, RequestError, ResultError
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 __all__ = ["GraphPipeServer", "ServeFactory", "serve"]
 
@@ -56,6 +60,8 @@ _LINGER_SECONDS: Final = 2.0
 _LINGER_BYTES: Final = 64 << 20
 #: Buffers handed to one ``sendmsg`` call (IOV_MAX is 1024 on Linux).
 _IOV_BATCH: Final = 512
+#: On TLS, buffers smaller than this are joined before sending.
+_COALESCE_BYTES: Final = 16 << 10
 
 Segment = bytes | bytearray | memoryview
 
@@ -84,12 +90,22 @@ def _send_segments(sock: socket.socket, segments: Sequence[Segment]) -> None:
     """Write the buffers one after the other, without joining them.
 
     On a plain socket, ``sendmsg`` writes many buffers per system call
-    (scatter/gather); TLS sockets get one ``sendall`` per buffer.
+    (scatter/gather). A TLS socket has no ``sendmsg``: small buffers are
+    coalesced into one TLS record, large ones sent as they are.
     """
     views = _views(segments)
     if isinstance(sock, ssl.SSLSocket) or not hasattr(sock, "sendmsg"):
+        small: list[memoryview] = []
         for v in views:
+            if v.nbytes < _COALESCE_BYTES:
+                small.append(v)
+                continue
+            if small:
+                sock.sendall(b"".join(small))
+                small = []
             sock.sendall(v)
+        if small:
+            sock.sendall(b"".join(small))
         return
     i = 0
     while i < len(views):
@@ -117,6 +133,44 @@ def _head(segments: Sequence[Segment], limit: int) -> list[memoryview]:
 
 def _nbytes(segments: Sequence[Segment]) -> int:
     return sum(memoryview(s).nbytes for s in segments)
+
+
+class _GatherWriter(io.BufferedIOBase):
+    """The handler's ``wfile``: keeps what is written until ``flush()``, then sends it at once.
+
+    ``http.server`` writes the status line and headers in one ``write`` (from
+    ``end_headers``); our body segments follow as views. ``flush()`` sends
+    them all with one ``sendmsg`` (one packet for a small response, no
+    copy of a large one). ``handle_one_request`` and ``finish`` flush too.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__()
+        self._sock = sock
+        self._pending: list[Segment] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: ReadableBuffer, /) -> int:
+        if self.closed:
+            raise ValueError("write to a closed connection writer")
+        view = memoryview(data)
+        self._pending.append(view)
+        return view.nbytes
+
+    def flush(self) -> None:
+        if self._pending:
+            pending, self._pending = self._pending, []
+            _send_segments(self._sock, pending)
+
+    def close(self) -> None:
+        try:
+            if not self.closed:
+                self.flush()
+        finally:
+            self._pending = []
+            super().close()
 
 
 # --------------------------------------------------------------------------
@@ -179,6 +233,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.app = server.app
         super().__init__(conn.sock, client_address, server)
 
+    def setup(self) -> None:
+        super().setup()
+        self.wfile = _GatherWriter(self.connection)
+
     def version_string(self) -> str:
         return self.server_version
 
@@ -214,13 +272,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(max(0, total + delta)))
             if delta > 0:
                 self.close_connection = True  # the promised bytes never come
-        self.end_headers()
+        self.end_headers()  # into self.wfile, sent with the body
         if fault is None:
-            _send_segments(self.connection, segments)
+            self._write(segments)
             return
-        if fault.stall_after_headers and not self.app._sleep(fault.stall_after_headers):
-            self.close_connection = True
-            return
+        if fault.stall_after_headers:
+            self.wfile.flush()
+            if not self.app._sleep(fault.stall_after_headers):
+                self.close_connection = True
+                return
         complete = True
         if fault.truncate_body is not None and fault.truncate_body < total:
             segments = _head(segments, fault.truncate_body)
@@ -233,7 +293,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if complete:
                 framed.append(b"0\r\n\r\n")
             segments = framed
-        _send_segments(self.connection, segments)
+        self._write(segments)
+
+    def _write(self, segments: Sequence[Segment]) -> None:
+        """Write the body after the pending headers, and send everything."""
+        for segment in segments:
+            self.wfile.write(segment)
+        self.wfile.flush()
 
     def _send_text(self, status: int, text: str, fault: Faults | None = None) -> None:
         body = text.encode("utf-8", "backslashreplace")
@@ -277,7 +343,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if self.command == "POST" and self._content_length() is None:
             self.app._count_request()
             return False
-        return super().handle_expect_100()
+        ok = super().handle_expect_100()
+        self.wfile.flush()  # the client waits for "100 Continue" before sending the body
+        return ok
 
     def _read_body(self) -> npt.NDArray[np.uint8] | None:
         n = self._content_length()
