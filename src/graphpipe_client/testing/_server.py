@@ -510,6 +510,10 @@ class GraphPipeServer:
         errors_as_response: model errors come back as a 200 ``InferResponse``
             with an ``errors`` entry instead of an HTTP 400.
         max_request_bytes: larger bodies are refused with 413.
+        client_timeout: seconds a connection may stay silent (idle
+            keep-alive, a stalled request line, headers or body, a client
+            that does not read its response) before the server closes it;
+            ``None`` waits forever. Read when a connection is accepted.
         ssl_context: the server-side TLS context, or ``None``.
         log: print one line per request to stderr (``http.server`` style).
         ready: what ``GET /control/is_ready`` says (set ``False`` to simulate a
@@ -540,11 +544,14 @@ class GraphPipeServer:
         ssl_context: ssl.SSLContext | None = None,
         faults: Faults | None = None,
         log: bool = False,
+        client_timeout: float | None = None,
     ) -> None:
         if not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"port must be 0 (any free port) or a port number, not {port!r}")
         if not isinstance(max_request_bytes, int) or max_request_bytes < 0:
             raise ValueError(f"max_request_bytes must be an int >= 0, not {max_request_bytes!r}")
+        if client_timeout is not None and not client_timeout > 0:
+            raise ValueError(f"client_timeout must be > 0 seconds or None, not {client_timeout!r}")
         if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
             raise TypeError(
                 f"ssl_context must be an ssl.SSLContext, not {type(ssl_context).__name__}"
@@ -560,6 +567,7 @@ class GraphPipeServer:
         self._port = port
         self.errors_as_response = errors_as_response
         self.max_request_bytes = max_request_bytes
+        self.client_timeout = client_timeout
         self.ssl_context = ssl_context
         self.log = log
         self.ready = True
@@ -875,6 +883,7 @@ class GraphPipeServer:
         try:
             raw = conn.sock
             raw.setblocking(True)  # on some systems accept() inherits O_NONBLOCK
+            raw.settimeout(self.client_timeout)  # a silent client is dropped (None: never)
             with contextlib.suppress(OSError):
                 raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.ssl_context is not None:
@@ -889,7 +898,7 @@ class GraphPipeServer:
                 except (OSError, ValueError) as exc:
                     logger.debug("TLS handshake with %s failed: %s", client_address, exc)
                     return
-                tls.settimeout(None)
+                tls.settimeout(self.client_timeout)
             _Handler(conn, client_address, httpd)
         except (OSError, ValueError) as exc:
             # The client went away (reset, broken pipe), or close_connections()
@@ -943,6 +952,7 @@ def serve(
     ssl_context: ssl.SSLContext | None = None,
     faults: Faults | None = None,
     log: bool = False,
+    client_timeout: float | None = None,
 ) -> Iterator[GraphPipeServer]:
     """Serve ``model`` over GraphPipe on loopback for the duration of a ``with`` block.
 
@@ -1006,6 +1016,11 @@ def serve(
         faults: a :class:`Faults` to start with (``server.faults`` changes it
             later).
         log: print one line per request to stderr.
+        client_timeout: close a connection after this many seconds without a
+            byte from the client (or without progress sending it a response):
+            an idle keep-alive connection, or a stalled request line, header
+            or body (slowloris). It bounds each wait, not the whole request.
+            ``None`` (the default) waits forever.
 
     Example:
         >>> import http.client
@@ -1030,6 +1045,7 @@ def serve(
         ssl_context=ssl_context,
         faults=faults,
         log=log,
+        client_timeout=client_timeout,
     )
     server.start()
     try:
