@@ -860,6 +860,21 @@ def test_clients_that_vanish_are_handled_quietly() -> None:
     # _quiet_stderr checks that nothing was printed
 
 
+def test_client_timeout_drops_silent_clients() -> None:
+    with pytest.raises(ValueError, match="client_timeout"):
+        GraphPipeServer(double, client_timeout=0)
+    with serve(double, client_timeout=0.3) as server:
+        assert request(server, X_BODY).outputs()  # a prompt client is served
+        for data in (b"", b"POST / HTTP/1.1\r\nHost: t\r\n", raw_post(X_BODY)[:-10]):
+            # idle, stalled in the headers, stalled in the body
+            t0 = time.monotonic()
+            with socket.create_connection((server.host, server.port), timeout=5) as s:
+                s.sendall(data)
+                assert read_all(s) == b""
+            assert 0.25 <= time.monotonic() - t0 < 3
+        assert server.open_connections == 0
+
+
 def test_many_concurrent_connections() -> None:
     n = 100
 
