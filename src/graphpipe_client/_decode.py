@@ -91,7 +91,7 @@ class _Table:
 class _Reader:
     """Checked primitive reads over one message buffer."""
 
-    __slots__ = ("mv", "n", "string_bytes", "strings_seen", "texts_seen")
+    __slots__ = ("mv", "n", "shapes_seen", "string_bytes", "string_vectors", "strings_seen", "texts_seen")
 
     def __init__(self, mv: memoryview) -> None:
         self.mv = mv
@@ -103,6 +103,10 @@ class _Reader:
         # Decoded text, per (offset, errors): a string that many entries
         # share is decoded once, so the result stays linear in the message.
         self.texts_seen: dict[tuple[int, str], str] = {}
+        # Vectors that distinct tables may share, read once each: a tensor's
+        # string_val (as an object array) and an IOMetadata's shape.
+        self.string_vectors: dict[int, np.ndarray] = {}
+        self.shapes_seen: dict[int, tuple[int | None, ...]] = {}
 
     def fail(self, what: str, why: str) -> NoReturn:
         raise DecodeError(f"{what}: {why} (message is {self.n} bytes)")
@@ -251,15 +255,25 @@ def _tensor(r: _Reader, pos: int, what: str) -> np.ndarray:
     if code == DataType.String:
         if data_pos and _U32(r.mv, data_pos)[0]:
             r.fail(f"{what}.data", "a String tensor carries numeric data")
-        offsets = r.offsets(t, _TENSOR_STRING_VAL, f"{what}.string_val") if strings_pos else []
-        if len(offsets) != count:
+        # Distinct tables may share one string_val vector: read it once and
+        # return views of it, so that work stays linear in the message size.
+        arr = r.string_vectors.get(strings_pos)
+        if arr is None:
+            offsets = r.offsets(t, _TENSOR_STRING_VAL, f"{what}.string_val") if strings_pos else []
+            if len(offsets) != count:
+                r.fail(
+                    f"{what}.string_val",
+                    f"{len(offsets)} strings for shape {list(shape)} ({count} elements)",
+                )
+            arr = np.empty(len(offsets), dtype=object)
+            for i, p in enumerate(offsets):
+                arr[i] = r.string(p, f"{what}.string_val[{i}]")
+            r.string_vectors[strings_pos] = arr
+        elif len(arr) != count:
             r.fail(
                 f"{what}.string_val",
-                f"{len(offsets)} strings for shape {list(shape)} ({count} elements)",
+                f"{len(arr)} strings for shape {list(shape)} ({count} elements)",
             )
-        arr = np.empty(len(offsets), dtype=object)
-        for i, p in enumerate(offsets):
-            arr[i] = r.string(p, f"{what}.string_val[{i}]")
         try:
             return arr.reshape(shape)
         except ValueError as exc:  # e.g. a zero-size shape too large for numpy
@@ -362,8 +376,11 @@ def _io_metadata(r: _Reader, pos: int, what: str) -> IOMetadata:
     shape_pos = r.ref_field(t, _IO_SHAPE, f"{what}.shape")
     shape: tuple[int | None, ...] | None = None
     if shape_pos:
-        dims = r.shape(t, _IO_SHAPE, f"{what}.shape")
-        shape = tuple(None if d < 0 else d for d in dims)
+        # Distinct IOMetadata tables may share one shape vector: read it once.
+        shape = r.shapes_seen.get(shape_pos)
+        if shape is None:
+            dims = r.shape(t, _IO_SHAPE, f"{what}.shape")
+            shape = r.shapes_seen[shape_pos] = tuple(None if d < 0 else d for d in dims)
     return IOMetadata(
         name=name,
         description=description,
@@ -446,22 +463,28 @@ def head_alignment_shift(head: Buffer, total: int, *, alignment: int = 8) -> int
         mv = as_byte_view(head)
         r = _Reader(mv)
         t = r.table(r.root("InferResponse"), "InferResponse")
-        best_size = -1
-        best_start = 0
-        best_item = 1
-        for p in r.offsets(t, _INFERRESP_TENSORS, "InferResponse.output_tensors"):
-            tt = r.table(p, "Tensor")
-            dtype = wire_dtype(r.u8_field(tt, _TENSOR_TYPE))
-            if dtype is None:
-                continue
-            dp = r.ref_field(tt, _TENSOR_DATA, "Tensor.data")
-            if not dp:
-                continue
-            (nbytes,) = _U32(mv, dp)
-            if nbytes > best_size and dp + 4 + nbytes <= total:
-                best_size, best_start, best_item = nbytes, dp + 4, dtype.itemsize
+        vec = r.ref_field(t, _INFERRESP_TENSORS, "InferResponse.output_tensors")
+        start, count = r.vector(vec, 4, "InferResponse.output_tensors") if vec else (0, 0)
     except DecodeError:
         return 0
+    best_size = -1
+    best_start = 0
+    best_item = 1
+    for i in range(count):
+        # A tensor whose table lies past the head is skipped, not a reason to
+        # give up on the others (a Builder writes back to front: later tables
+        # of the vector may lie past the head, beyond the data before them).
+        try:
+            tt = r.table(r.target(start + 4 * i, "Tensor"), "Tensor")
+            dtype = wire_dtype(r.u8_field(tt, _TENSOR_TYPE))
+            dp = r.ref_field(tt, _TENSOR_DATA, "Tensor.data") if dtype is not None else 0
+        except DecodeError:
+            continue
+        if dtype is None or not dp:
+            continue
+        (nbytes,) = _U32(mv, dp)
+        if nbytes > best_size and dp + 4 + nbytes <= total:
+            best_size, best_start, best_item = nbytes, dp + 4, dtype.itemsize
     if best_size <= 0:
         return 0
     item = min(best_item, alignment)
