@@ -63,11 +63,20 @@ class _StringTensor:
 Prepared = np.ndarray | _StringTensor
 
 
+def _utf8(text: str, where: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # lone surrogates, e.g. from os.fsdecode
+        raise EncodeError(
+            f"{where}: {text[:40]!r} is not valid UTF-8 text ({exc.reason} at index {exc.start})"
+        ) from None
+
+
 def _to_bytes(value: object, where: str) -> bytes:
     if isinstance(value, bytes):
         return value
     if isinstance(value, str):
-        return value.encode("utf-8")
+        return _utf8(value, where)
     if isinstance(value, (bytearray, memoryview, np.bytes_)):
         return bytes(value)
     raise EncodeError(
@@ -295,7 +304,7 @@ def _config(config: str | bytes | None) -> bytes:
     if config is None:
         return b""
     if isinstance(config, str):
-        return config.encode("utf-8")
+        return _utf8(config, "config")
     if isinstance(config, (bytes, bytearray, memoryview)):
         return bytes(config)
     raise EncodeError(f"config must be str or bytes, not {type(config).__name__}")
@@ -325,7 +334,8 @@ def encode_infer_request(
     Raises:
         EncodeError: an input has an unsupported type (``bool``, complex,
             datetime, objects other than ``str``/``bytes``), the names do not
-            match the inputs, or the message would exceed 2 GiB.
+            match the inputs, a str is not valid UTF-8 text (a lone surrogate),
+            or the message would exceed 2 GiB.
 
     Example:
         >>> import numpy as np
@@ -422,8 +432,8 @@ def _io(w: _Writer, io: IOMetadata) -> int:
             raise EncodeError(f"metadata of {io.name!r}: dtype {dt} is not a GraphPipe type")
         dtype_code = wire
     w.buf[t + 16] = dtype_code
-    w.link(t + 4, w.string(io.name.encode("utf-8")))
-    w.link(t + 8, w.string(io.description.encode("utf-8")))
+    w.link(t + 4, w.string(_utf8(io.name, "metadata: an input or output name")))
+    w.link(t + 8, w.string(_utf8(io.description, f"metadata of {io.name!r}: description")))
     if io.shape is not None:
         w.link(t + 12, w.long_vector([-1 if d is None else d for d in io.shape]))
     return t
@@ -438,7 +448,7 @@ def encode_metadata_response(metadata: ModelMetadata) -> EncodedMessage:
     w = _Writer()
     m = w.table((4, 8, 12, 16, 20, 24), 28)
     for off, text in ((4, metadata.name), (8, metadata.version), (12, metadata.server), (16, metadata.description)):
-        w.link(m + off, w.string(text.encode("utf-8")))
+        w.link(m + off, w.string(_utf8(text, "metadata")))
     for off, ios in ((20, metadata.inputs), (24, metadata.outputs)):
         vec = w.offset_vector(len(ios))
         w.link(m + off, vec)
