@@ -79,3 +79,19 @@ def examples(session: nox.Session) -> None:
             session.run("pytest", "-q", str(script))
         else:
             session.run("python", str(script))
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks against their baselines; ``nox -s bench -- --quick`` for a shorter run.
+
+    Installs what they compare against: the 2018 client (``graphpipe==1.0.4``,
+    without its 2018 pins, next to current flatbuffers, numpy and requests),
+    orjson (JSON), flatbuffers (the Builder), matplotlib (the plot). Prints
+    every figure next to its baseline; writes benchmarks/results/latest.json
+    and docs/img/benchmarks.png. See docs/performance.md.
+    """
+    session.install("-e", ".")
+    session.install("flatbuffers", "numpy", "requests", "orjson", "matplotlib")
+    session.install("--no-deps", "graphpipe==1.0.4")
+    session.run("python", "-m", "benchmarks", *session.posargs)

@@ -1,0 +1,423 @@
+"""End-to-end benchmarks against the benchmark server on loopback.
+
+- large: one ``Client.execute`` of the seed request (77 MB out, 12.8 MB back)
+  against the raw-socket floor and the 2018 client;
+- small: a 1x10 float32 call, our sync ``Client`` against a bare urllib3 POST
+  of the same bytes and our ``AsyncClient`` against a bare ``httpx.AsyncClient``
+  POST;
+- throughput: rows/s with 1 and 5 concurrent callers (threads sharing one
+  sync client, tasks sharing one async client), on the seed shape and on
+  1-row requests.
+
+Every case is checked once for the right answer before it is timed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import numpy as np
+
+import graphpipe_client as gp
+
+from . import legacy
+from .rawclient import RawClient, request_head
+from .server import BenchServer
+from .timing import Figure, interleaved, median
+from .workloads import WORKLOADS, Workload
+
+__all__ = ["run_large", "run_server_floor", "run_small", "run_throughput"]
+
+Log = Callable[[str], None]
+SYNC = "graphpipe-client Client"
+ASYNC = "graphpipe-client AsyncClient"
+RAW = "raw socket (floor)"
+OLD = "graphpipe 2018 (requests)"
+
+
+def _check(out: Any, w: Workload, who: str) -> None:
+    arr = np.asarray(out)
+    if arr.shape != w.response_shape or not np.array_equal(arr, w.response):
+        raise AssertionError(f"{who} got a wrong answer for {w.name}")
+
+
+def _raw_call(server: BenchServer, w: Workload) -> tuple[RawClient, Callable[[], memoryview]]:
+    msg = gp.codec.encode_infer_request([w.request])
+    head = request_head(w.path, msg.nbytes, server.port)
+    raw = RawClient(server.port, len(w.response_bytes()))
+    # The same bytes from the same memory as our client: the message segments
+    # (views of the request array). A small request goes out in one send.
+    parts: list[bytes | memoryview] = (
+        [head + msg.tobytes()]
+        if msg.nbytes <= 64 * 1024
+        else [head, *(memoryview(s) for s in msg.segments)]
+    )
+    expected = w.response_bytes()
+    if bytes(raw.post(parts)) != expected:
+        raise AssertionError("the raw client got a wrong answer")
+    return raw, lambda: raw.post(parts)
+
+
+def run_server_floor(
+    server: BenchServer, runs: int, log: Log = print
+) -> tuple[list[Figure], dict[str, Any]]:
+    """The server alone: raw-socket round trips, and the server's own CPU time per call."""
+    figures = []
+    info: dict[str, Any] = {}
+    for name in ("seed", "row", "tiny"):
+        w = WORKLOADS[name]
+        raw, post = _raw_call(server, w)
+        count = [0]
+
+        def call(post: Callable[[], memoryview] = post, count: list[int] = count) -> None:
+            post()
+            count[0] += 1
+
+        with raw:
+            cpu0 = server.cpu_seconds()
+            n0 = count[0]
+            res = interleaved({RAW: (call, None)}, runs=runs, warmup=2, run_seconds=0.05)
+            cpu1 = server.cpu_seconds()
+            calls = max(1, count[0] - n0)
+        t = median(res[RAW])
+        cpu = (cpu1 - cpu0) / calls if cpu0 is not None and cpu1 is not None else None
+        info[name] = {"round_trip_s": t, "server_cpu_per_call_s": cpu}
+        figures.append(
+            Figure(
+                section="server",
+                name=f"raw round trip, {name} {w.request_shape} -> {w.response_shape}",
+                unit="s",
+                value=t,
+                note="" if cpu is None else f"server CPU {cpu * 1e6:.0f} us/call",
+                samples=res[RAW],
+            )
+        )
+        log(
+            f"  {name}: raw round trip {t * 1e3:.3f} ms"
+            + ("" if cpu is None else f", server CPU {cpu * 1e6:.0f} us/call")
+        )
+    return figures, info
+
+
+def run_large(server: BenchServer, runs: int, log: Log = print) -> list[Figure]:
+    w = WORKLOADS["seed"]
+    x = w.request
+    url = server.url(w.path)
+    client = gp.Client(url)
+    aclient = gp.AsyncClient(url)
+    loop = asyncio.new_event_loop()
+    raw, raw_call = _raw_call(server, w)
+    cases: dict[str, tuple[Callable[[], object], int | None]] = {
+        SYNC: (lambda: client.execute(x), 1),
+        RAW: (raw_call, 1),
+        ASYNC: (lambda: loop.run_until_complete(aclient.execute(x)), 1),
+    }
+    _check(client.execute(x), w, SYNC)
+    _check(loop.run_until_complete(aclient.execute(x)), w, ASYNC)
+    old = legacy.load()
+    if isinstance(old, str):
+        log(f"  (2018 client left out: {old})")
+    else:
+        remote = old[0]
+        _check(remote.execute(url, x), w, OLD)
+        cases[OLD] = (lambda: remote.execute(url, x), 1)
+    try:
+        res = interleaved(cases, runs=runs, warmup=1)
+    finally:
+        client.close()
+        loop.run_until_complete(aclient.aclose())
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+        raw.close()
+    t = {k: median(v) for k, v in res.items()}
+    log("  " + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in t.items()))
+    what = "execute 128x224x224x3 f32 (77 MB) -> 128x7x7x512 (12.8 MB)"
+    figures = [
+        Figure(
+            "e2e large",
+            f"{SYNC}: {what}",
+            "s",
+            t[SYNC],
+            RAW,
+            t[RAW],
+            1.25,
+            "<= 1.25x the raw-socket floor",
+            samples=res[SYNC],
+            baseline_samples=res[RAW],
+        ),
+        Figure(
+            "e2e large",
+            f"{ASYNC}: {what}",
+            "s",
+            t[ASYNC],
+            RAW,
+            t[RAW],
+            samples=res[ASYNC],
+            baseline_samples=res[RAW],
+        ),
+    ]
+    if OLD in t:
+        figures.append(
+            Figure(
+                "e2e large",
+                f"{SYNC} vs the 2018 client: {what}",
+                "s",
+                t[SYNC],
+                OLD,
+                t[OLD],
+                1 / 3,
+                ">= 3x faster than the 2018 client (ratio <= 0.33)",
+                samples=res[SYNC],
+                baseline_samples=res[OLD],
+            )
+        )
+    return figures
+
+
+async def _ainterleaved(
+    cases: dict[str, Callable[[], Awaitable[object]]], runs: int, calls: int
+) -> dict[str, list[float]]:
+    names = list(cases)
+    for name in names:
+        await cases[name]()
+    out: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(runs):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            fn = cases[name]
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                await fn()
+            out[name].append((time.perf_counter() - t0) / calls)
+    return out
+
+
+def run_small(server: BenchServer, runs: int, calls: int, log: Log = print) -> list[Figure]:
+    import httpx
+    import urllib3
+
+    w = WORKLOADS["tiny"]
+    x = w.request
+    body = w.request_bytes()  # the very bytes our client sends
+    url = server.url(w.path)
+    headers = {"Content-Type": "application/octet-stream"}
+    client = gp.Client(url)
+    pool = urllib3.HTTPConnectionPool("127.0.0.1", server.port, maxsize=1)
+    raw, raw_call = _raw_call(server, w)
+
+    def bare_urllib3() -> bytes:
+        return pool.urlopen("POST", w.path, body=body, headers=headers).data  # type: ignore[no-any-return]
+
+    expected = w.response_bytes()
+    if bare_urllib3() != expected:
+        raise AssertionError("bare urllib3 got a wrong answer")
+    _check(client.execute(x), w, SYNC)
+    try:
+        res = interleaved(
+            {
+                SYNC: (lambda: client.execute(x), calls),
+                "bare urllib3 POST": (bare_urllib3, calls),
+                RAW: (raw_call, calls),
+            },
+            runs=runs,
+            warmup=20,
+        )
+    finally:
+        client.close()
+        pool.close()
+        raw.close()
+
+    async def async_part() -> dict[str, list[float]]:
+        async with gp.AsyncClient(url) as aclient, httpx.AsyncClient() as hx:
+
+            async def bare_httpx() -> bytes:
+                r = await hx.post(url, content=body, headers=headers)
+                return r.content
+
+            if await bare_httpx() != expected:
+                raise AssertionError("bare httpx got a wrong answer")
+            _check(await aclient.execute(x), w, ASYNC)
+            for _ in range(20):
+                await aclient.execute(x)
+                await bare_httpx()
+            return await _ainterleaved(
+                {ASYNC: lambda: aclient.execute(x), "bare httpx.AsyncClient POST": bare_httpx},
+                runs,
+                calls,
+            )
+
+    res.update(asyncio.run(async_part()))
+    t = {k: median(v) for k, v in res.items()}
+    log("  " + ", ".join(f"{k} {v * 1e6:.0f} us" for k, v in t.items()))
+    what = "execute 1x10 f32"
+    return [
+        Figure(
+            "e2e small",
+            f"{SYNC}: {what}",
+            "s",
+            t[SYNC],
+            "bare urllib3 POST",
+            t["bare urllib3 POST"],
+            1.2,
+            "<= 1.2x a bare urllib3 POST",
+            samples=res[SYNC],
+            baseline_samples=res["bare urllib3 POST"],
+        ),
+        Figure(
+            "e2e small",
+            f"{ASYNC}: {what}",
+            "s",
+            t[ASYNC],
+            "bare httpx.AsyncClient POST",
+            t["bare httpx.AsyncClient POST"],
+            1.2,
+            "<= 1.2x a bare httpx POST",
+            samples=res[ASYNC],
+            baseline_samples=res["bare httpx.AsyncClient POST"],
+        ),
+        Figure(
+            "e2e small",
+            f"{SYNC} vs the raw floor: {what}",
+            "s",
+            t[SYNC],
+            RAW,
+            t[RAW],
+            samples=res[SYNC],
+            baseline_samples=res[RAW],
+        ),
+    ]
+
+
+# --------------------------------------------------------------------------
+# Throughput
+
+
+def _threads_rows_per_s(
+    make_call: Callable[[], Callable[[], object]], callers: int, calls: int, rows: int
+) -> float:
+    """Rows/s of ``callers`` threads making ``calls`` calls each (after one untimed call each)."""
+    ready = threading.Barrier(callers + 1)
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            call = make_call()
+            call()
+        except BaseException as exc:
+            errors.append(exc)
+            ready.abort()
+            return
+        ready.wait()
+        try:
+            for _ in range(calls):
+                call()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(callers)]
+    for th in threads:
+        th.start()
+    with contextlib.suppress(threading.BrokenBarrierError):
+        ready.wait(timeout=120)
+    t0 = time.perf_counter()
+    for th in threads:
+        th.join(timeout=600)
+    elapsed = time.perf_counter() - t0
+    if errors:
+        raise errors[0]
+    return callers * calls * rows / elapsed
+
+
+async def _tasks_rows_per_s(
+    call: Callable[[], Awaitable[object]], callers: int, calls: int, rows: int
+) -> float:
+    await asyncio.gather(*(call() for _ in range(callers)))  # one untimed call each
+
+    async def worker() -> None:
+        for _ in range(calls):
+            await call()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(callers)))
+    return callers * calls * rows / (time.perf_counter() - t0)
+
+
+def run_throughput(
+    server: BenchServer, runs: int, quick: bool, log: Log = print
+) -> tuple[list[Figure], dict[str, Any]]:
+    old = legacy.load()
+    remote = None if isinstance(old, str) else old[0]
+    figures: list[Figure] = []
+    table: dict[str, dict[str, dict[int, float]]] = {}
+    plan = {"seed": 2 if quick else 4, "row": 20 if quick else 60}
+    for name, calls in plan.items():
+        w = WORKLOADS[name]
+        x = w.request
+        url = server.url(w.path)
+        rows = w.rows
+        table[name] = {}
+        with gp.Client(url) as client:
+            _check(client.execute(x), w, SYNC)
+
+            def raw_factory(w: Workload = w) -> Callable[[], object]:
+                return _raw_call(server, w)[1]
+
+            kinds: dict[str, Callable[[], Callable[[], object]]] = {
+                RAW: raw_factory,
+                SYNC: lambda client=client, x=x: lambda: client.execute(x),
+            }
+            if remote is not None:
+                kinds[OLD] = lambda url=url, x=x: lambda: remote.execute(url, x)
+            samples: dict[tuple[str, int], list[float]] = {}
+            for r in range(runs):
+                for kind, factory in kinds.items():
+                    for callers in (1, 5):
+                        n = max(1, calls // 2) if kind == OLD else calls
+                        rate = _threads_rows_per_s(factory, callers, n, rows)
+                        samples.setdefault((kind, callers), []).append(rate)
+                if r >= 2 and quick:
+                    break
+
+        async def async_part(
+            url: str = url, x: np.ndarray = x, calls: int = calls, rows: int = rows
+        ) -> dict[int, list[float]]:
+            out: dict[int, list[float]] = {1: [], 5: []}
+            async with gp.AsyncClient(url) as aclient:
+                for _ in range(runs):
+                    for callers in (1, 5):
+                        out[callers].append(
+                            await _tasks_rows_per_s(
+                                lambda: aclient.execute(x), callers, calls, rows
+                            )
+                        )
+            return out
+
+        for callers, rates in asyncio.run(async_part()).items():
+            samples[(ASYNC, callers)] = rates
+        for (kind, callers), rates in samples.items():
+            table[name].setdefault(kind, {})[callers] = median(rates)
+        for kind, by in table[name].items():
+            log(
+                f"  {name} {w.request_shape}: {kind}: {by[1]:.0f} rows/s at 1 caller, {by[5]:.0f} at 5"
+            )
+            target = 1.0 if kind in (SYNC, ASYNC) else None
+            figures.append(
+                Figure(
+                    "throughput",
+                    f"{kind}: rows/s at 5 callers vs 1, {name} {w.request_shape}",
+                    "rows/s",
+                    by[5],
+                    "1 caller",
+                    by[1],
+                    target,
+                    "5 callers give more rows/s than 1" if target else "",
+                    lower_is_better=False,
+                    samples=samples[(kind, 5)],
+                    baseline_samples=samples[(kind, 1)],
+                )
+            )
+    return figures, table
