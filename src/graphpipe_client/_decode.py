@@ -35,6 +35,8 @@ __all__ = [
     "head_alignment_shift",
 ]
 
+#: What the decoders read: ``bytes``, ``bytearray``, ``memoryview``, or any
+#: other C-contiguous object with the buffer protocol (a numpy array, mmap).
 Buffer = bytes | bytearray | memoryview
 
 _U8: Final = struct.Struct("<B").unpack_from
