@@ -15,8 +15,6 @@ shuts down its async generators, as ``asyncio.run`` does.
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,6 +23,7 @@ import numpy as np
 from ._async_client import AsyncClient
 from ._config import UNSET, TimeoutTypes, Unset
 from ._messages import ModelMetadata
+from ._shared import SharedClient, io_names, io_shapes, io_types
 
 __all__ = [
     "execute",
@@ -39,30 +38,12 @@ __all__ = [
     "shared_client",
 ]
 
-_lock = threading.Lock()
-_client: AsyncClient | None = None
+_shared: SharedClient[AsyncClient] = SharedClient(AsyncClient)
 
 
 def shared_client() -> AsyncClient:
     """The process-wide :class:`~graphpipe_client.AsyncClient` behind the module functions."""
-    global _client
-    client = _client
-    if client is None:
-        with _lock:
-            if _client is None:
-                _client = AsyncClient()
-            client = _client
-    return client
-
-
-def _forget_in_child() -> None:
-    global _client, _lock
-    _lock = threading.Lock()
-    _client = None
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_in_child)
+    return _shared.get()
 
 
 async def execute(
@@ -102,29 +83,29 @@ async def metadata(uri: str, *, refresh: bool = False) -> ModelMetadata:
 
 async def get_input_names(uri: str) -> list[str]:
     """The names of the model's inputs."""
-    return [io.name for io in (await metadata(uri)).inputs]
+    return io_names((await metadata(uri)).inputs)
 
 
 async def get_output_names(uri: str) -> list[str]:
     """The names of the model's outputs."""
-    return [io.name for io in (await metadata(uri)).outputs]
+    return io_names((await metadata(uri)).outputs)
 
 
 async def get_input_types(uri: str) -> list[np.dtype[Any] | None]:
     """The numpy dtypes of the inputs (``None`` where the server does not say)."""
-    return [io.dtype for io in (await metadata(uri)).inputs]
+    return io_types((await metadata(uri)).inputs)
 
 
 async def get_output_types(uri: str) -> list[np.dtype[Any] | None]:
     """The numpy dtypes of the outputs (``None`` where the server does not say)."""
-    return [io.dtype for io in (await metadata(uri)).outputs]
+    return io_types((await metadata(uri)).outputs)
 
 
 async def get_input_shapes(uri: str) -> list[list[int | None]]:
     """The shapes of the inputs, ``None`` for any size."""
-    return [list(io.shape or ()) for io in (await metadata(uri)).inputs]
+    return io_shapes((await metadata(uri)).inputs)
 
 
 async def get_output_shapes(uri: str) -> list[list[int | None]]:
     """The shapes of the outputs, ``None`` for any size."""
-    return [list(io.shape or ()) for io in (await metadata(uri)).outputs]
+    return io_shapes((await metadata(uri)).outputs)

@@ -18,8 +18,6 @@ a child process after ``fork`` (connections are never shared across processes).
 from __future__ import annotations
 
 import atexit
-import os
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +26,7 @@ import numpy as np
 from ._client import Client
 from ._config import UNSET, TimeoutTypes, Unset
 from ._messages import ModelMetadata
+from ._shared import SharedClient, io_names, io_shapes, io_types
 
 __all__ = [
     "execute",
@@ -42,41 +41,21 @@ __all__ = [
     "shared_client",
 ]
 
-_lock = threading.Lock()
-_client: Client | None = None
+_shared: SharedClient[Client] = SharedClient(Client)
 
 
 def shared_client() -> Client:
     """The process-wide :class:`~graphpipe_client.Client` behind the module functions."""
-    global _client
-    client = _client
-    if client is None:
-        with _lock:
-            if _client is None:
-                _client = Client()
-            client = _client
-    return client
+    return _shared.get()
 
 
 def _close_shared() -> None:
-    global _client
-    with _lock:
-        if _client is not None:
-            _client.close()
-            _client = None
-
-
-def _forget_in_child() -> None:
-    # After fork the child must not use the parent's sockets: drop them unclosed
-    # (closing would shut the parent's connections down too).
-    global _client, _lock
-    _lock = threading.Lock()
-    _client = None
+    client = _shared.take()
+    if client is not None:
+        client.close()
 
 
 atexit.register(_close_shared)
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def execute(
@@ -125,12 +104,12 @@ def metadata(uri: str, *, refresh: bool = False) -> ModelMetadata:
 
 def get_input_names(uri: str) -> list[str]:
     """The names of the model's inputs."""
-    return [io.name for io in metadata(uri).inputs]
+    return io_names(metadata(uri).inputs)
 
 
 def get_output_names(uri: str) -> list[str]:
     """The names of the model's outputs."""
-    return [io.name for io in metadata(uri).outputs]
+    return io_names(metadata(uri).outputs)
 
 
 def get_input_types(uri: str) -> list[np.dtype[Any] | None]:
@@ -138,19 +117,19 @@ def get_input_types(uri: str) -> list[np.dtype[Any] | None]:
 
     The 2018 client read the outputs' types here by mistake; this reads the inputs'.
     """
-    return [io.dtype for io in metadata(uri).inputs]
+    return io_types(metadata(uri).inputs)
 
 
 def get_output_types(uri: str) -> list[np.dtype[Any] | None]:
     """The numpy dtypes of the outputs (``None`` where the server does not say)."""
-    return [io.dtype for io in metadata(uri).outputs]
+    return io_types(metadata(uri).outputs)
 
 
 def get_input_shapes(uri: str) -> list[list[int | None]]:
     """The shapes of the inputs, ``None`` for any size (the wire's ``-1``)."""
-    return [list(io.shape or ()) for io in metadata(uri).inputs]
+    return io_shapes(metadata(uri).inputs)
 
 
 def get_output_shapes(uri: str) -> list[list[int | None]]:
     """The shapes of the outputs, ``None`` for any size (the wire's ``-1``)."""
-    return [list(io.shape or ()) for io in metadata(uri).outputs]
+    return io_shapes(metadata(uri).outputs)
