@@ -54,6 +54,12 @@ REQ_INFER, REQ_METADATA = 1, 2
 NUMERIC = sorted(TYPE_CODES, key=TYPE_CODES.__getitem__)
 
 
+def examples(n: int) -> settings:
+    """``n`` examples in a normal run, proportionally more under a bigger hypothesis
+    profile (``HYPOTHESIS_PROFILE=fuzz``, see tests/conftest.py)."""
+    return settings(max_examples=n * max(1, settings.default.max_examples // 100))
+
+
 # --------------------------------------------------------------------------
 # Tools: flatc, the generated Python package, the compiled C++ verifier.
 
@@ -976,7 +982,7 @@ any_array = st.one_of(numeric_arrays, string_arrays, st.text(max_size=8))
 names = st.lists(st.text(max_size=6), max_size=3)
 
 
-@settings(max_examples=50)
+@examples(50)
 @given(
     inputs=st.lists(any_array, max_size=4),
     output_names=names,
@@ -992,7 +998,7 @@ def test_generated_requests_pass_the_cpp_verifier(
     assert verify("request", Req(inputs, input_names, output_names, config).encode())
 
 
-@settings(max_examples=50)
+@examples(50)
 @given(
     outputs=st.lists(any_array, max_size=4),
     errors=st.lists(st.tuples(st.integers(-(2**63), 2**63 - 1), st.text(max_size=10)), max_size=3),
@@ -1012,7 +1018,7 @@ io_metadata = st.builds(
 )
 
 
-@settings(max_examples=50)
+@examples(50)
 @given(
     meta=st.builds(
         ModelMetadata,

@@ -59,7 +59,9 @@ def attempt(decode: Callable[[Any], Any], buf: Any, limit: float = FAST) -> Any:
         elapsed.append(time.process_time() - t0)
         if elapsed[-1] < limit:
             return result
-    raise AssertionError(f"{decode.__name__} took {min(elapsed):.3f}s CPU on a {len(buf)}-byte message")
+    raise AssertionError(
+        f"{decode.__name__} took {min(elapsed):.3f}s CPU on a {len(buf)}-byte message"
+    )
 
 
 def attempt_all(buf: Any) -> dict[str, Any]:
@@ -81,6 +83,12 @@ def canonical(result: Any) -> Any:
         )
         return type(result).__name__, tensors, rest
     return result
+
+
+def examples(n: int) -> settings:
+    """``n`` examples in a normal run, proportionally more under a bigger hypothesis
+    profile (``HYPOTHESIS_PROFILE=fuzz``, see tests/conftest.py)."""
+    return settings(max_examples=n * max(1, settings.default.max_examples // 100))
 
 
 # --------------------------------------------------------------------------
@@ -185,7 +193,7 @@ def test_every_byte_overwrite_is_safe(name: str) -> None:
 messages = st.sampled_from(sorted(REAL)).map(lambda n: REAL[n][1])
 
 
-@settings(max_examples=300)
+@examples(300)
 @given(a=messages, b=messages, data=st.data())
 def test_spliced_messages_are_safe(a: bytes, b: bytes, data: st.DataObject) -> None:
     i = data.draw(st.integers(0, len(a)))
@@ -194,7 +202,7 @@ def test_spliced_messages_are_safe(a: bytes, b: bytes, data: st.DataObject) -> N
     attempt_all(b[:j] + a[i:])
 
 
-@settings(max_examples=300)
+@examples(300)
 @given(wire=messages, data=st.data())
 def test_overwritten_windows_are_safe(wire: bytes, data: st.DataObject) -> None:
     start = data.draw(st.integers(0, len(wire)))
@@ -205,13 +213,13 @@ def test_overwritten_windows_are_safe(wire: bytes, data: st.DataObject) -> None:
     attempt_all(wire[:start] + wire[start + len(junk) :])
 
 
-@settings(max_examples=300)
+@examples(300)
 @given(garbage=st.binary(max_size=512))
 def test_random_bytes_raise_only_decode_error(garbage: bytes) -> None:
     attempt_all(garbage)
 
 
-@settings(max_examples=300)
+@examples(300)
 @given(words=st.lists(st.integers(0, 2**32 - 1) | st.sampled_from([0, 4, 8, 12, 16]), max_size=64))
 def test_random_words_raise_only_decode_error(words: list[int]) -> None:
     # Small words make plausible offsets and sizes, so more of the decoder is reached.

@@ -26,6 +26,12 @@ TYPE_CODES = {dt: code for code, dt in enumerate(NUMERIC, start=1)}
 STRING = 12
 
 
+def examples(n: int) -> settings:
+    """``n`` examples in a normal run, proportionally more under a bigger hypothesis
+    profile (``HYPOTHESIS_PROFILE=fuzz``, see tests/conftest.py)."""
+    return settings(max_examples=n * max(1, settings.default.max_examples // 100))
+
+
 # --------------------------------------------------------------------------
 # Strategies.
 
@@ -121,7 +127,7 @@ def message_offsets(wire: bytes | bytearray, arrays: Sequence[np.ndarray]) -> li
 # Round trips.
 
 
-@settings(max_examples=200)
+@examples(200)
 @given(
     inputs=st.lists(any_tensor, max_size=5),
     output_names=st.none() | st.lists(names, max_size=4),
@@ -151,7 +157,7 @@ def test_infer_request_round_trip(
     assert all(off % 64 == 0 for off in message_offsets(wire, req.inputs))
 
 
-@settings(max_examples=200)
+@examples(200)
 @given(
     outputs=st.lists(any_tensor, max_size=5),
     errors=st.lists(st.tuples(st.integers(-(2**63), 2**63 - 1), st.text(max_size=12)), max_size=3),
@@ -179,7 +185,7 @@ io_metadata = st.builds(
 )
 
 
-@settings(max_examples=100)
+@examples(100)
 @given(
     meta=st.builds(
         ModelMetadata,
@@ -297,7 +303,7 @@ def test_converted_inputs_are_converted_exactly_once(make: Any, dt: str) -> None
     np.testing.assert_array_equal(req.inputs[0], x)
 
 
-@settings(max_examples=100)
+@examples(100)
 @given(x=numeric_arrays(), order=st.sampled_from(["F", "strided", "big"]))
 def test_converted_inputs_keep_their_values(x: np.ndarray, order: str) -> None:
     if order == "F":
@@ -315,7 +321,7 @@ def test_converted_inputs_keep_their_values(x: np.ndarray, order: str) -> None:
 # Zero copy, both ways.
 
 
-@settings(max_examples=100)
+@examples(100)
 @given(x=numeric_arrays())
 def test_encoded_segments_are_views_of_contiguous_inputs(x: np.ndarray) -> None:
     assert x.flags.c_contiguous
@@ -650,7 +656,7 @@ def test_head_alignment_shift_aligns_the_largest_tensor() -> None:
     assert codec.head_alignment_shift(wire[:20], len(wire)) == 0
 
 
-@settings(max_examples=50)
+@examples(50)
 @given(outputs=st.lists(any_tensor, max_size=4))
 def test_head_alignment_shift_is_zero_for_our_messages(outputs: list[Any]) -> None:
     wire = codec.encode_infer_response(outputs).tobytes()
@@ -658,7 +664,7 @@ def test_head_alignment_shift_is_zero_for_our_messages(outputs: list[Any]) -> No
     assert codec.head_alignment_shift(wire[: len(wire) // 2], len(wire)) == 0
 
 
-@settings(max_examples=200)
+@examples(200)
 @given(
     garbage=st.binary(max_size=256),
     total=st.integers(0, 2**31),
