@@ -143,7 +143,8 @@ class ClientConfig:
 
     timeout: Timeout = field(default_factory=Timeout)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    headers: Mapping[str, str] = field(default_factory=dict)
+    # Header values are often credentials: never in a repr.
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     verify: bool | str | ssl.SSLContext = True
     cert: str | tuple[str, str] | None = None
     max_response_bytes: int | None = DEFAULT_MAX_RESPONSE_BYTES

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -74,7 +74,7 @@ class Endpoint:
     host: str
     port: int
     target: str
-    authorization: str | None
+    authorization: str | None = field(repr=False)  # a credential: never in a repr
 
     @property
     def origin(self) -> tuple[str, str, int]:
@@ -139,7 +139,7 @@ class PreparedRequest:
     endpoint: Endpoint
     kind: Kind
     body: EncodedMessage
-    headers: dict[str, str]
+    headers: dict[str, str] = field(repr=False)  # may hold credentials
     timeout: Timeout
     max_response_bytes: int | None
 
