@@ -321,6 +321,121 @@ def _aligned(arrays: list[np.ndarray]) -> list[np.ndarray]:
     return [a if a.flags.aligned else a.copy() for a in arrays]
 
 
+# --------------------------------------------------------------------------
+# The common case of an InferResponse, read fast: numeric tensors, each
+# table referenced once, no ``errors`` entries. The same checks as the full
+# reader, in fewer calls and without building any error text; anything else,
+# well-formed or not, returns None and goes to the full reader, which decodes
+# it or says exactly what is wrong. (A 12.8 MB response decodes in about 3 us
+# instead of 7 us: the target is 1% of a memcpy of its bytes.)
+
+_VTABLE_SLOTS: Final = tuple(struct.Struct(f"<{k}H").unpack_from for k in range(5))
+_SHAPES: Final = tuple(struct.Struct(f"<{k}q").unpack_from for k in range(9))
+
+
+def _fast_fields(mv: memoryview, n: int, pos: int, slots: int) -> tuple[tuple[int, ...], int] | None:
+    """The table offsets of fields ``0..slots-1`` (0: absent) and the table's size; None if malformed."""
+    vt = pos - _I32(mv, pos)[0]
+    if vt < 0 or vt + 4 > n:
+        return None
+    vt_size, t_size = _U16X2(mv, vt)
+    if vt_size < 4 or vt_size & 1 or vt + vt_size > n or t_size < 4 or pos + t_size > n:
+        return None
+    k = min(slots, (vt_size - 4) >> 1)
+    offs: tuple[int, ...] = _VTABLE_SLOTS[k](mv, vt + 4)
+    return (offs + (0,) * (slots - k) if k < slots else offs), t_size
+
+
+def _fast_ref(mv: memoryview, n: int, pos: int, off: int, t_size: int) -> int:
+    """Target of an offset field at table offset ``off``: 0 when absent, -1 when malformed."""
+    if not off:
+        return 0
+    if off < 4 or off + 4 > t_size:
+        return -1
+    p = pos + off
+    rel: int = _U32(mv, p)[0]
+    if rel == 0 or p + rel + 4 > n:
+        return -1
+    return p + rel
+
+
+def _fast_tensor(mv: memoryview, n: int, pos: int) -> np.ndarray | None:
+    fields = _fast_fields(mv, n, pos, 4)
+    if fields is None:
+        return None
+    (o_type, o_shape, o_data, o_strings), t_size = fields
+    code = 0
+    if o_type:
+        if o_type < 4 or o_type + 1 > t_size:
+            return None
+        code = mv[pos + o_type]
+    dtype = wire_dtype(code)
+    if dtype is None:  # a String tensor, or no numeric type
+        return None
+    sp = _fast_ref(mv, n, pos, o_shape, t_size)
+    dp = _fast_ref(mv, n, pos, o_data, t_size)
+    strp = _fast_ref(mv, n, pos, o_strings, t_size)
+    if sp < 0 or dp < 0 or strp < 0 or (strp and _U32(mv, strp)[0]):
+        return None
+    count = 1
+    shape: tuple[int, ...] = ()
+    if sp:
+        rank = _U32(mv, sp)[0]
+        if rank >= len(_SHAPES) or rank * 8 > n - sp - 4:
+            return None
+        shape = _SHAPES[rank](mv, sp + 4)
+        for d in shape:
+            if d < 0:
+                return None
+            count *= d
+    start = nbytes = 0
+    if dp:
+        nbytes = _U32(mv, dp)[0]
+        start = dp + 4
+        if nbytes > n - start:
+            return None
+    if nbytes != count * dtype.itemsize:
+        return None
+    try:
+        return np.ndarray(shape, dtype, mv, start)
+    except (TypeError, ValueError):
+        return None
+
+
+def _fast_outputs(mv: memoryview, n: int) -> list[np.ndarray] | None:
+    if n < 8:
+        return None
+    t = _U32(mv, 0)[0]
+    if t == 0 or t + 4 > n:
+        return None
+    fields = _fast_fields(mv, n, t, 2)
+    if fields is None:
+        return None
+    (o_tensors, o_errors), t_size = fields
+    ep = _fast_ref(mv, n, t, o_errors, t_size)
+    if ep < 0 or (ep and _U32(mv, ep)[0]):
+        return None  # errors entries: the full reader
+    vec = _fast_ref(mv, n, t, o_tensors, t_size)
+    if vec <= 0:
+        return None if vec else []
+    count = _U32(mv, vec)[0]
+    start = vec + 4
+    if count * 4 > n - start:
+        return None
+    outputs = []
+    for q in range(start, start + 4 * count, 4):
+        rel = _U32(mv, q)[0]
+        if rel == 0 or q + rel > n - 4:
+            return None
+        arr = _fast_tensor(mv, n, q + rel)
+        if arr is None:
+            return None
+        outputs.append(arr)
+    if count > 1 and len({_U32(mv, q)[0] + q for q in range(start, start + 4 * count, 4)}) != count:
+        return None  # shared tables: the full reader returns one array for them
+    return outputs
+
+
 def decode_infer_response(buf: Buffer, *, align: bool = False) -> InferResponse:
     """Decode an ``InferResponse`` into output arrays and error entries.
 
@@ -340,7 +455,11 @@ def decode_infer_response(buf: Buffer, *, align: bool = False) -> InferResponse:
         >>> codec.decode_infer_response(wire).outputs[0]
         array([0, 1, 2], dtype=int32)
     """
-    r = _Reader(as_byte_view(buf))
+    mv = as_byte_view(buf)
+    fast = _fast_outputs(mv, len(mv))
+    if fast is not None:
+        return InferResponse(_aligned(fast) if align else fast, ())
+    r = _Reader(mv)
     t = r.table(r.root("InferResponse"), "InferResponse")
     outputs = _tensors(r, t, _INFERRESP_TENSORS, "InferResponse.output_tensors")
     errors = []
