@@ -394,3 +394,47 @@ def test_tls_connections_take_the_fast_path_too(fast_calls: list[int]) -> None:
         for x in (X, X, big, big):  # new connection (urllib3), then kept alive (fast path)
             np.testing.assert_array_equal(client.execute(x), x * 2)
     assert len(fast_calls) == 3
+
+
+# --------------------------------------------------------------------------
+# The async transport: a small body is handed to httpx joined, a large one as views.
+
+
+def test_async_small_bodies_are_joined_and_large_ones_streamed_as_views() -> None:
+    import asyncio
+
+    from graphpipe_client import _transport_async
+
+    small = codec.encode_infer_request([X])
+    content = _transport_async._content(small)
+    assert isinstance(content, bytes) and content == small.tobytes()
+
+    big = np.arange(1 << 19, dtype=np.float32)  # 2 MiB
+    message = codec.encode_infer_request([big])
+    stream = _transport_async._content(message)
+    assert not isinstance(stream, bytes)
+
+    async def collect() -> list[memoryview]:
+        return [piece async for piece in stream]  # type: ignore[union-attr]
+
+    pieces = asyncio.run(collect())
+    assert all(
+        isinstance(p, memoryview) and p.nbytes <= _transport_async.BODY_SLICE for p in pieces
+    )
+    assert sum(np.shares_memory(np.frombuffer(p, np.uint8), big) for p in pieces) == 2
+    assert b"".join(pieces) == message.tobytes()
+
+
+@pytest.mark.parametrize("x", [X, np.arange(1 << 17, dtype=np.float32)], ids=["small", "large"])
+def test_async_round_trips_of_both_sizes(x: np.ndarray) -> None:
+    import asyncio
+
+    from graphpipe_client.testing import serve
+
+    async def main(url: str) -> None:
+        async with gp.AsyncClient(url) as client:
+            for _ in range(2):
+                np.testing.assert_array_equal(await client.execute(x), x + 1)
+
+    with serve(lambda a: a + 1) as server:
+        asyncio.run(main(server.url))

@@ -6,7 +6,9 @@ This is the only module that knows httpx. What it relies on, each covered by
 1. A request body given as an async iterator of ``memoryview`` slices with an
    explicit ``Content-Length`` is sent as is (no chunked encoding). h11 joins
    each chunk into new bytes, so the segments are sliced to at most
-   :data:`BODY_SLICE` bytes: the copy stays small and bounded.
+   :data:`BODY_SLICE` bytes: the copy stays small and bounded. A body of at
+   most :data:`SMALL_BODY` bytes is given joined instead (one send after the
+   head instead of one per segment).
 2. ``Response.aiter_raw()`` yields the body as it arrives; it is copied once
    into a buffer sized from ``Content-Length``. The stream is always drained
    to its end, or httpcore would drop the connection instead of reusing it.
@@ -46,8 +48,9 @@ from ._exceptions import (
     TLSError,
     TransportError,
 )
+from ._messages import EncodedMessage
 
-__all__ = ["BODY_SLICE", "AsyncTransport"]
+__all__ = ["BODY_SLICE", "SMALL_BODY", "AsyncTransport"]
 
 #: Largest piece of the request body handed to httpx at once.
 BODY_SLICE: Final = 1 << 20
@@ -58,6 +61,24 @@ async def _body(segments: tuple[bytes | bytearray | memoryview, ...]) -> AsyncIt
         view = memoryview(segment).cast("B")
         for start in range(0, len(view), BODY_SLICE):
             yield view[start : start + BODY_SLICE]
+
+
+#: A request body of at most this many bytes is handed to httpx joined.
+SMALL_BODY: Final = 64 * 1024
+
+
+def _content(body: EncodedMessage) -> bytes | AsyncIterator[bytes]:
+    """What httpx gets as the request body.
+
+    A small body is joined into one ``bytes`` (a copy of at most
+    ``SMALL_BODY``): h11 then writes it with a single send after the head,
+    where it would write each segment with its own (and an async iterator
+    costs more per call than the copy). A larger body streams its segments'
+    views, sliced to ``BODY_SLICE``.
+    """
+    if body.nbytes <= SMALL_BODY:
+        return body.tobytes()
+    return cast("AsyncIterator[bytes]", _body(body.segments))  # memoryviews pass through
 
 
 async def _keeper(client: httpx.AsyncClient) -> AsyncGenerator[None, None]:
@@ -118,7 +139,7 @@ class AsyncTransport:
         request = client.build_request(
             "POST",
             req.endpoint.url,
-            content=cast("AsyncIterator[bytes]", _body(req.body.segments)),  # memoryviews pass through
+            content=_content(req.body),
             headers=req.headers,
             timeout=httpx.Timeout(connect=t.connect, read=t.read, write=t.read, pool=None),
         )
