@@ -406,7 +406,7 @@ def check_generated_tensor(g: SimpleNamespace, t: Any, expected: WireTensor) -> 
         assert start % codec.DATA_ALIGNMENT == 0
 
 
-@pytest.mark.parametrize("case", request_cases())
+@pytest.mark.parametrize("case", list(request_cases()))
 def test_infer_request_reads_back_with_generated_code(g: SimpleNamespace, case: Req) -> None:
     wire = case.encode()
     req = g.Request.Request.GetRootAs(wire, 0)
@@ -437,7 +437,7 @@ def test_metadata_request_reads_back_with_generated_code(g: SimpleNamespace) -> 
     assert req.Req() is not None
 
 
-@pytest.mark.parametrize("case", response_cases())
+@pytest.mark.parametrize("case", list(response_cases()))
 def test_infer_response_reads_back_with_generated_code(g: SimpleNamespace, case: Resp) -> None:
     wire = case.encode()
     resp = g.InferResponse.InferResponse.GetRootAs(wire, 0)
@@ -928,7 +928,7 @@ def all_our_messages() -> Iterator[Any]:
         )
 
 
-@pytest.mark.parametrize(("kind", "wire"), all_our_messages())
+@pytest.mark.parametrize(("kind", "wire"), list(all_our_messages()))
 def test_our_messages_pass_the_cpp_verifier(verify: Verify, kind: str, wire: bytes) -> None:
     assert verify(kind, wire)
 
