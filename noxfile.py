@@ -95,3 +95,60 @@ def bench(session: nox.Session) -> None:
     session.install("flatbuffers", "numpy", "requests", "orjson", "matplotlib")
     session.install("--no-deps", "graphpipe==1.0.4")
     session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """Fuzz every decoder: hypothesis at a large budget, then atheris (coverage-guided).
+
+    Seeds: every wire sample in tests/data, messages of every dtype, hostile
+    messages. Mutations: truncation, bit flips, splices, insertion/deletion,
+    offset/length rewrites. Invariants: only DecodeError, linear time, small
+    allocation (tests/fuzzing.py). Budgets, from the environment:
+    GP_FUZZ_EXAMPLES (3000 hypothesis examples per property), GP_FUZZ_STRIDE
+    (1: the systematic pass mutates every byte), GP_FUZZ_ATHERIS_RUNS (200000)
+    and GP_FUZZ_ATHERIS_SECONDS (120). Prints a summary line per fuzzer.
+    """
+    import os
+
+    session.install("-e", ".")
+    session.install("pytest>=8", "hypothesis>=6.100", "flatbuffers>=23.5.26")
+    # atheris ships manylinux wheels; where it cannot be installed, say so and
+    # rely on hypothesis alone (fuzz_atheris.py reports the skip).
+    session.run("python", "-m", "pip", "install", "-q", "atheris", success_codes=[0, 1])
+    env = {
+        "GP_FUZZ_EXAMPLES": os.environ.get("GP_FUZZ_EXAMPLES", "3000"),
+        "GP_FUZZ_STRIDE": os.environ.get("GP_FUZZ_STRIDE", "1"),
+    }
+    session.run("pytest", "-q", "tests/test_fuzz.py", *session.posargs, env=env)
+    session.run(
+        "python",
+        "tests/fuzz_atheris.py",
+        os.environ.get("GP_FUZZ_ATHERIS_RUNS", "200000"),
+        os.environ.get("GP_FUZZ_ATHERIS_SECONDS", "120"),
+    )
+
+
+@nox.session
+def soak(session: nox.Session) -> None:
+    """Load and leaks at full size against the bundled server on 127.0.0.1.
+
+    16 threads x 2,000 calls on one Client; 200 concurrent tasks sharing
+    10,000 calls on one AsyncClient. Zero errors, every result checked, open
+    file descriptors back to their start value, RSS stable after warm-up.
+    Override with GP_SOAK_THREADS, GP_SOAK_CALLS, GP_SOAK_TASKS,
+    GP_SOAK_ASYNC_CALLS, GP_SOAK_MAX_SECONDS, GP_SOAK_RSS_GROWTH_MB.
+    """
+    import os
+
+    session.install("-e", ".")
+    session.install("pytest>=8", "hypothesis>=6.100")  # tests/conftest.py loads hypothesis
+    defaults = {
+        "GP_SOAK_THREADS": "16",
+        "GP_SOAK_CALLS": "2000",
+        "GP_SOAK_TASKS": "200",
+        "GP_SOAK_ASYNC_CALLS": "10000",
+        "GP_SOAK_MAX_SECONDS": "600",
+    }
+    env = {k: os.environ.get(k, v) for k, v in defaults.items()}
+    session.run("pytest", "-q", "tests/test_soak.py", *session.posargs, env=env)
