@@ -46,9 +46,11 @@ def _check(out: Any, w: Workload, who: str) -> None:
         raise AssertionError(f"{who} got a wrong answer for {w.name}")
 
 
-def _raw_call(server: BenchServer, w: Workload) -> tuple[RawClient, Callable[[], memoryview]]:
+def _raw_call(
+    server: BenchServer, w: Workload, path: str | None = None
+) -> tuple[RawClient, Callable[[], memoryview]]:
     msg = gp.codec.encode_infer_request([w.request])
-    head = request_head(w.path, msg.nbytes, server.port)
+    head = request_head(path or w.path, msg.nbytes, server.port)
     raw = RawClient(server.port, len(w.response_bytes()))
     # The same bytes from the same memory as our client: the message segments
     # (views of the request array). A small request goes out in one send.
@@ -104,7 +106,9 @@ def run_server_floor(
     return figures, info
 
 
-def run_large(server: BenchServer, runs: int, log: Log = print) -> list[Figure]:
+def run_large(
+    server: BenchServer, runs: int, log: Log = print
+) -> tuple[list[Figure], dict[str, float]]:
     w = WORKLOADS["seed"]
     x = w.request
     url = server.url(w.path)
@@ -176,7 +180,7 @@ def run_large(server: BenchServer, runs: int, log: Log = print) -> list[Figure]:
                 baseline_samples=res[OLD],
             )
         )
-    return figures
+    return figures, t
 
 
 async def _ainterleaved(
@@ -196,7 +200,9 @@ async def _ainterleaved(
     return out
 
 
-def run_small(server: BenchServer, runs: int, calls: int, log: Log = print) -> list[Figure]:
+def run_small(
+    server: BenchServer, runs: int, calls: int, log: Log = print
+) -> tuple[list[Figure], dict[str, float]]:
     import httpx
     import urllib3
 
@@ -254,42 +260,45 @@ def run_small(server: BenchServer, runs: int, calls: int, log: Log = print) -> l
     t = {k: median(v) for k, v in res.items()}
     log("  " + ", ".join(f"{k} {v * 1e6:.0f} us" for k, v in t.items()))
     what = "execute 1x10 f32"
-    return [
-        Figure(
-            "e2e small",
-            f"{SYNC}: {what}",
-            "s",
-            t[SYNC],
-            "bare urllib3 POST",
-            t["bare urllib3 POST"],
-            1.2,
-            "<= 1.2x a bare urllib3 POST",
-            samples=res[SYNC],
-            baseline_samples=res["bare urllib3 POST"],
-        ),
-        Figure(
-            "e2e small",
-            f"{ASYNC}: {what}",
-            "s",
-            t[ASYNC],
-            "bare httpx.AsyncClient POST",
-            t["bare httpx.AsyncClient POST"],
-            1.2,
-            "<= 1.2x a bare httpx POST",
-            samples=res[ASYNC],
-            baseline_samples=res["bare httpx.AsyncClient POST"],
-        ),
-        Figure(
-            "e2e small",
-            f"{SYNC} vs the raw floor: {what}",
-            "s",
-            t[SYNC],
-            RAW,
-            t[RAW],
-            samples=res[SYNC],
-            baseline_samples=res[RAW],
-        ),
-    ]
+    return (
+        [
+            Figure(
+                "e2e small",
+                f"{SYNC}: {what}",
+                "s",
+                t[SYNC],
+                "bare urllib3 POST",
+                t["bare urllib3 POST"],
+                1.2,
+                "<= 1.2x a bare urllib3 POST",
+                samples=res[SYNC],
+                baseline_samples=res["bare urllib3 POST"],
+            ),
+            Figure(
+                "e2e small",
+                f"{ASYNC}: {what}",
+                "s",
+                t[ASYNC],
+                "bare httpx.AsyncClient POST",
+                t["bare httpx.AsyncClient POST"],
+                1.2,
+                "<= 1.2x a bare httpx POST",
+                samples=res[ASYNC],
+                baseline_samples=res["bare httpx.AsyncClient POST"],
+            ),
+            Figure(
+                "e2e small",
+                f"{SYNC} vs the raw floor: {what}",
+                "s",
+                t[SYNC],
+                RAW,
+                t[RAW],
+                samples=res[SYNC],
+                baseline_samples=res[RAW],
+            ),
+        ],
+        t,
+    )
 
 
 # --------------------------------------------------------------------------
@@ -346,25 +355,41 @@ async def _tasks_rows_per_s(
     return callers * calls * rows / (time.perf_counter() - t0)
 
 
+#: Simulated model time (ms) of the throughput runs "with a model": the server
+#: answers after this long, as a model running elsewhere (an accelerator, other
+#: cores) would, so that concurrent callers can overlap their transfers with it.
+MODEL_MS = 5
+
+
 def run_throughput(
     server: BenchServer, runs: int, quick: bool, log: Log = print
 ) -> tuple[list[Figure], dict[str, Any]]:
+    """Rows/s at 1 and 5 callers, with an instant server and with a simulated model time."""
     old = legacy.load()
     remote = None if isinstance(old, str) else old[0]
     figures: list[Figure] = []
     table: dict[str, dict[str, dict[int, float]]] = {}
-    plan = {"seed": 2 if quick else 4, "row": 20 if quick else 60}
-    for name, calls in plan.items():
+    scenarios = [
+        (name, model_ms, calls)
+        for model_ms in (0, MODEL_MS)
+        for name, calls in (("seed", 2 if quick else 4), ("row", 20 if quick else 60))
+    ]
+    for name, model_ms, calls in scenarios:
         w = WORKLOADS[name]
+        key = name if not model_ms else f"{name}+{model_ms}ms"
+        path = w.path if not model_ms else f"{w.path}?ms={model_ms}"
+        label = f"{name} {w.request_shape}" + (
+            f", model {model_ms} ms" if model_ms else ", instant server"
+        )
         x = w.request
-        url = server.url(w.path)
+        url = server.url(path)
         rows = w.rows
-        table[name] = {}
+        table[key] = {}
         with gp.Client(url) as client:
             _check(client.execute(x), w, SYNC)
 
-            def raw_factory(w: Workload = w) -> Callable[[], object]:
-                return _raw_call(server, w)[1]
+            def raw_factory(w: Workload = w, path: str = path) -> Callable[[], object]:
+                return _raw_call(server, w, path)[1]
 
             kinds: dict[str, Callable[[], Callable[[], object]]] = {
                 RAW: raw_factory,
@@ -373,14 +398,12 @@ def run_throughput(
             if remote is not None:
                 kinds[OLD] = lambda url=url, x=x: lambda: remote.execute(url, x)
             samples: dict[tuple[str, int], list[float]] = {}
-            for r in range(runs):
+            for _ in range(runs):
                 for kind, factory in kinds.items():
                     for callers in (1, 5):
                         n = max(1, calls // 2) if kind == OLD else calls
                         rate = _threads_rows_per_s(factory, callers, n, rows)
                         samples.setdefault((kind, callers), []).append(rate)
-                if r >= 2 and quick:
-                    break
 
         async def async_part(
             url: str = url, x: np.ndarray = x, calls: int = calls, rows: int = rows
@@ -399,16 +422,14 @@ def run_throughput(
         for callers, rates in asyncio.run(async_part()).items():
             samples[(ASYNC, callers)] = rates
         for (kind, callers), rates in samples.items():
-            table[name].setdefault(kind, {})[callers] = median(rates)
-        for kind, by in table[name].items():
-            log(
-                f"  {name} {w.request_shape}: {kind}: {by[1]:.0f} rows/s at 1 caller, {by[5]:.0f} at 5"
-            )
+            table[key].setdefault(kind, {})[callers] = median(rates)
+        for kind, by in table[key].items():
+            log(f"  {label}: {kind}: {by[1]:.0f} rows/s at 1 caller, {by[5]:.0f} at 5")
             target = 1.0 if kind in (SYNC, ASYNC) else None
             figures.append(
                 Figure(
                     "throughput",
-                    f"{kind}: rows/s at 5 callers vs 1, {name} {w.request_shape}",
+                    f"{kind}: rows/s at 5 callers vs 1, {label}",
                     "rows/s",
                     by[5],
                     "1 caller",

@@ -8,7 +8,9 @@ answers the precomputed response of the request's path with one ``sendmsg``
 (headers and message body, no join), keeping the connection alive.
 
 The routes are the workloads of :mod:`benchmarks.workloads`: ``POST /seed``
-answers 128x7x7x512 float32, ``/row`` 1x7x7x512, ``/tiny`` 1x10.
+answers 128x7x7x512 float32, ``/row`` 1x7x7x512, ``/tiny`` 1x10. A query
+``?ms=N`` (e.g. ``/seed?ms=5``) answers after N milliseconds, as a model that
+computes for that long would.
 
 Run it alone with ``python -m benchmarks.server`` (prints its URL, stops on
 Ctrl-C or after ``--seconds``).
@@ -123,6 +125,15 @@ def _serve_connection(conn: socket.socket, routes: dict[bytes, tuple[bytes, memo
                     got += n
                 filled = 0
             reply = routes.get(target)
+            if reply is None and b"?" in target:
+                # /path?ms=N: answer after N ms, as a model that computes for
+                # that long would (the thread sleeps: other connections go on)
+                path, _, query = target.partition(b"?")
+                reply = routes.get(path)
+                for item in query.split(b"&"):
+                    key, _, value = item.partition(b"=")
+                    if key == b"ms":
+                        time.sleep(float(value) / 1000)
             if reply is None:
                 conn.sendall(_NOT_FOUND)
             else:
