@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                 results["server"] = table
             if "large" in only:
                 log("\n[large] one execute of the seed request")
-                figs, table = e2e_bench.run_large(server, 5 if quick else 11, log)
+                figs, table = e2e_bench.run_large(server, 5 if quick else 15, log)
                 figures += figs
                 results["large"] = table
             if "small" in only:
