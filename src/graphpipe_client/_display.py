@@ -5,6 +5,8 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING
 
+from ._exceptions import MESSAGE_ENTRIES, MESSAGE_ENTRY_CHARS
+
 if TYPE_CHECKING:
     from ._exceptions import GraphPipeError
     from ._messages import IOMetadata, ModelMetadata
@@ -81,7 +83,12 @@ def exception_html(exc: GraphPipeError) -> str:
         value = getattr(exc, attr, None)
         if value is not None:
             rows.append((attr, str(value)))
-    for entry in getattr(exc, "errors", ()):
-        rows.append((f"code {entry.code}", entry.message))
+    # Bounded like the exception's message: a hostile response may carry
+    # thousands of long entries (``exc.errors`` keeps them all).
+    entries = getattr(exc, "errors", ())
+    for entry in entries[:MESSAGE_ENTRIES]:
+        rows.append((f"code {entry.code}", entry.message[:MESSAGE_ENTRY_CHARS]))
+    if len(entries) > MESSAGE_ENTRIES:
+        rows.append(("", f"... and {len(entries) - MESSAGE_ENTRIES} more entries in .errors"))
     body = "".join(f"<tr><th style='text-align:left'>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in rows)
     return f"<table>{body}</table>"
