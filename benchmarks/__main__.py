@@ -47,7 +47,7 @@ def _ratio(f: Figure) -> str:
     r = f.ratio
     if r is None:
         return "-"
-    return f"{r * 100:.3f}%" if r < 0.01 else f"{r:.3f}x"
+    return f"{r * 100:.3f}%" if r < 0.1 else f"{r:.3f}x"
 
 
 def print_table(figures: list[Figure], out: Any = sys.stdout) -> None:
