@@ -35,7 +35,11 @@ def oldest(session: nox.Session) -> None:
     session.install("-e", ".", *OLDEST)
     _install_group(session, "test")
     session.install(*OLDEST)  # keep the pins if a test tool pulled newer ones
-    session.run("python", "-c", "import numpy, httpx, urllib3; print(numpy.__version__, httpx.__version__, urllib3.__version__)")
+    session.run(
+        "python",
+        "-c",
+        "import numpy, httpx, urllib3; print(numpy.__version__, httpx.__version__, urllib3.__version__)",
+    )
     session.run("pytest", *session.posargs)
 
 
@@ -44,6 +48,7 @@ def lint(session: nox.Session) -> None:
     """Ruff: lint and formatting check."""
     _install_group(session, "lint")
     session.run("ruff", "check", "src", "tests", "examples", "benchmarks", "noxfile.py")
+    session.run("ruff", "format", "--check", "src", "tests", "examples", "noxfile.py")
 
 
 @nox.session
@@ -66,7 +71,9 @@ def docs(session: nox.Session) -> None:
     """Build the documentation site with mkdocs --strict (API reference from the docstrings)."""
     session.install("-e", ".")
     _install_group(session, "docs")
-    session.run("mkdocs", "build", "--strict", "--site-dir", "site", env={"NO_MKDOCS_2_WARNING": "1"})
+    session.run(
+        "mkdocs", "build", "--strict", "--site-dir", "site", env={"NO_MKDOCS_2_WARNING": "1"}
+    )
 
 
 @nox.session

@@ -33,13 +33,17 @@ async def classify_all(url: str, flowers: np.ndarray) -> list[int]:
 
 def main() -> None:
     rng = np.random.default_rng(0)
-    flowers = rng.uniform([4.3, 2.0, 1.0, 0.1], [7.9, 4.4, 6.9, 2.5], size=(500, 4)).astype(np.float32)
+    flowers = rng.uniform([4.3, 2.0, 1.0, 0.1], [7.9, 4.4, 6.9, 2.5], size=(500, 4)).astype(
+        np.float32
+    )
     with serve(demo_model, metadata=demo_metadata) as server:
         start = time.perf_counter()
         labels = asyncio.run(classify_all(server.url, flowers))
         elapsed = time.perf_counter() - start
-        print(f"{len(labels)} requests in {elapsed:.2f} s ({len(labels) / elapsed:.0f}/s) "
-              f"over {server.connections_accepted} connections")
+        print(
+            f"{len(labels)} requests in {elapsed:.2f} s ({len(labels) / elapsed:.0f}/s) "
+            f"over {server.connections_accepted} connections"
+        )
     expected = demo_model(flowers)["label"].tolist()
     assert labels == expected, "a concurrent answer differs from the local model"
     print("class counts:", np.bincount(labels, minlength=3).tolist())

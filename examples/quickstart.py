@@ -47,7 +47,9 @@ def main() -> None:
         print("Client.execute_multi(temperature=4.0) ->")
         print(soft)
         assert labels2.tolist() == labels.tolist() == [0, 1, 2], "unexpected demo answer"
-        print(f"\n{server.requests_served} requests on {server.connections_accepted} connections: ok")
+        print(
+            f"\n{server.requests_served} requests on {server.connections_accepted} connections: ok"
+        )
 
 
 if __name__ == "__main__":

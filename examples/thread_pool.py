@@ -22,9 +22,10 @@ def main() -> None:
         rng.uniform([4.3, 2.0, 1.0, 0.1], [7.9, 4.4, 6.9, 2.5], size=(32, 4)).astype(np.float32)
         for _ in range(200)
     ]
-    with serve(demo_model, metadata=demo_metadata) as server, Client(
-        server.url, pool_size=THREADS
-    ) as client:
+    with (
+        serve(demo_model, metadata=demo_metadata) as server,
+        Client(server.url, pool_size=THREADS) as client,
+    ):
 
         def classify(batch: np.ndarray) -> np.ndarray:
             label = client.execute(batch, output_name="label")
@@ -36,8 +37,10 @@ def main() -> None:
             results = list(pool.map(classify, batches))
         elapsed = time.perf_counter() - start
         rows = sum(len(b) for b in batches)
-        print(f"{len(batches)} requests, {rows} rows in {elapsed:.2f} s ({rows / elapsed:.0f} rows/s) "
-              f"on {server.connections_accepted} connections")
+        print(
+            f"{len(batches)} requests, {rows} rows in {elapsed:.2f} s ({rows / elapsed:.0f} rows/s) "
+            f"on {server.connections_accepted} connections"
+        )
     for batch, labels in zip(batches, results, strict=True):
         assert labels.tolist() == demo_model(batch)["label"].tolist()
     print("all answers match the local model")

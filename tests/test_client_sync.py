@@ -108,7 +108,11 @@ def test_http_400_carries_the_servers_text() -> None:
     def broken(x: np.ndarray) -> np.ndarray:
         raise ValueError("input 'x' must be 2-d")
 
-    with serve(broken) as server, gp.Client(server.url) as client, pytest.raises(gp.HTTPStatusError) as info:
+    with (
+        serve(broken) as server,
+        gp.Client(server.url) as client,
+        pytest.raises(gp.HTTPStatusError) as info,
+    ):
         client.execute(np.ones(3))
     assert info.value.status_code == 400
     assert "input 'x' must be 2-d" in info.value.body
@@ -155,7 +159,9 @@ def test_lying_content_length_longer_is_a_transport_error() -> None:
 
 
 def test_connect_errors_are_retried_then_raised() -> None:
-    client = gp.Client("http://127.0.0.1:9/", retries=gp.RetryPolicy(retries=2, backoff=0.05, jitter=False))
+    client = gp.Client(
+        "http://127.0.0.1:9/", retries=gp.RetryPolicy(retries=2, backoff=0.05, jitter=False)
+    )
     start = time.monotonic()
     with pytest.raises(gp.ConnectError) as info:
         client.execute(np.ones(1))
@@ -166,7 +172,10 @@ def test_connect_errors_are_retried_then_raised() -> None:
 
 
 def test_retry_after_is_honoured() -> None:
-    with serve(double) as server, gp.Client(server.url, retries=gp.RetryPolicy(retries=1, backoff=0)) as client:
+    with (
+        serve(double) as server,
+        gp.Client(server.url, retries=gp.RetryPolicy(retries=1, backoff=0)) as client,
+    ):
         server.set_faults(status=503, body=b"later", retry_after="0.3", times=1)
         start = time.monotonic()
         np.testing.assert_array_equal(client.execute(np.ones(1)), [2])
@@ -207,7 +216,12 @@ def test_credentials_never_appear_in_messages_or_reprs() -> None:
     assert "s3cr3t" not in repr(client)
     with pytest.raises(gp.ConnectError) as info:
         client.execute(np.ones(1))
-    text = str(info.value) + repr(info.value) + str(info.value.url) + repr(pickle.loads(pickle.dumps(info.value)))
+    text = (
+        str(info.value)
+        + repr(info.value)
+        + str(info.value.url)
+        + repr(pickle.loads(pickle.dumps(info.value)))
+    )
     assert "s3cr3t" not in text and "alice" not in text and "tok3n" not in text
     assert "***@127.0.0.1:9" in text
     client.close()

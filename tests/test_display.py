@@ -42,7 +42,9 @@ def test_io_text() -> None:
 
 
 def test_exception_html_shows_status_and_every_entry_up_to_a_cap() -> None:
-    exc = gp.HTTPStatusError("HTTP 400 from x: <bad>", status_code=400, body="<bad>", url="http://h/")
+    exc = gp.HTTPStatusError(
+        "HTTP 400 from x: <bad>", status_code=400, body="<bad>", url="http://h/"
+    )
     html = exc._repr_html_()
     assert "HTTPStatusError" in html
     assert "&lt;bad&gt;" in html

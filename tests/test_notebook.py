@@ -18,12 +18,28 @@ def _text(output: dict) -> str:  # type: ignore[type-arg]
     return str(data.get("text/html", "")) + str(data.get("text/plain", ""))
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # jupyter_client's own import-time notices
+@pytest.mark.filterwarnings(
+    "ignore::DeprecationWarning"
+)  # jupyter_client's own import-time notices
 def test_notebook_runs_sync_and_async_apis() -> None:
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
-    outputs = ["".join(_text(o) for o in cell.get("outputs", [])) for cell in nb.cells if cell.cell_type == "code"]
-    assert not any(o.get("output_type") == "error" for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    NotebookClient(
+        nb,
+        timeout=120,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(NOTEBOOK.parent)}},
+    ).execute()
+    outputs = [
+        "".join(_text(o) for o in cell.get("outputs", []))
+        for cell in nb.cells
+        if cell.cell_type == "code"
+    ]
+    assert not any(
+        o.get("output_type") == "error"
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+    )
     joined = "\n".join(outputs)
     assert "http://127.0.0.1:" in outputs[0]
     assert "<table>" in outputs[1] and "features" in outputs[1]  # metadata as HTML

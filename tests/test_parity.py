@@ -18,7 +18,19 @@ import pytest
 import graphpipe_client as gp
 from graphpipe_client.testing import GraphPipeServer, serve
 
-NUMERIC = ["uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64", "float16", "float32", "float64"]
+NUMERIC = [
+    "uint8",
+    "int8",
+    "uint16",
+    "int16",
+    "uint32",
+    "int32",
+    "uint64",
+    "int64",
+    "float16",
+    "float32",
+    "float64",
+]
 
 
 def identity(*inputs: np.ndarray) -> list[np.ndarray]:
@@ -56,7 +68,9 @@ def _scenarios() -> Iterator[Scenario]:
         yield Scenario(f"dtype-{dt}", "execute", (x,))
     yield Scenario("scalar", "execute", (np.float64(2.5),))
     yield Scenario("empty", "execute", (np.zeros((0, 5), np.float32),))
-    yield Scenario("strings", "execute", (np.array([b"a\0", b"", "h\u00e9".encode()], dtype=object),))
+    yield Scenario(
+        "strings", "execute", (np.array([b"a\0", b"", "h\u00e9".encode()], dtype=object),)
+    )
     yield Scenario("str-input", "execute", (["hello", "world"],))
     yield Scenario(
         "multi-output",
@@ -75,7 +89,11 @@ def _scenarios() -> Iterator[Scenario]:
     yield Scenario("metadata", "metadata")
     yield Scenario("http-400", "execute", (np.ones(2),), model=failing)
     yield Scenario(
-        "remote-errors", "execute", (np.ones(2),), model=failing, serve_kwargs={"errors_as_response": True}
+        "remote-errors",
+        "execute",
+        (np.ones(2),),
+        model=failing,
+        serve_kwargs={"errors_as_response": True},
     )
     yield Scenario("http-500", "execute", (np.ones(2),), faults={"status": 500, "body": b"boom"})
     yield Scenario(

@@ -65,7 +65,9 @@ def test_return_shapes_match_the_2018_client() -> None:
     with serve(single) as one, serve(pair, metadata=META) as two:
         y = remote.execute(one.url, np.zeros(3))
         assert isinstance(y, np.ndarray)  # one output: the array itself
-        outs = remote.execute_multi(two.url, [np.ones((1, 2), np.float32), np.ones((1, 2), np.float32)])
+        outs = remote.execute_multi(
+            two.url, [np.ones((1, 2), np.float32), np.ones((1, 2), np.float32)]
+        )
         assert isinstance(outs, list)
         assert len(outs) == 2
     with serve(lambda x: (x, -x)) as split:

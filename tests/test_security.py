@@ -402,7 +402,10 @@ def test_request_over_the_servers_limit_is_a_413_for_the_client(kind: str) -> No
         (b"GARBAGE\r\n\r\n", b"400"),
         (b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n", b"413"),
         (b"POST / HTTP/1.1\r\nContent-Length: -5\r\n\r\n", b"400"),
-        (b"POST / HTTP/1.1\r\nConnection: close\r\nContent-Length: 8\r\n\r\n\xff\xff\xff\xff\xff\xff\xff\xff", b"400"),
+        (
+            b"POST / HTTP/1.1\r\nConnection: close\r\nContent-Length: 8\r\n\r\n\xff\xff\xff\xff\xff\xff\xff\xff",
+            b"400",
+        ),
         (b"POST / HTTP/1.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", b"400"),
         (b"POST / HTTP/1.1\r\n" + b"X-Long: " + b"a" * 70_000 + b"\r\n\r\n", b"431"),
         (b"POST / HTTP/1.1\r\n" + b"X: y\r\n" * 200 + b"\r\n", b"431"),

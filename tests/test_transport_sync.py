@@ -33,7 +33,11 @@ def test_request_segments_reach_sendall_uncopied(monkeypatch) -> None:  # type: 
     x = np.arange(1 << 20, dtype=np.float32)  # 4 MiB
     with serve(identity) as server, gp.Client(server.url) as client:
         client.execute(x)
-    tensor_chunks = [c for c in sent if isinstance(c, memoryview) and np.shares_memory(np.frombuffer(c, np.uint8), x)]
+    tensor_chunks = [
+        c
+        for c in sent
+        if isinstance(c, memoryview) and np.shares_memory(np.frombuffer(c, np.uint8), x)
+    ]
     assert len(tensor_chunks) == 1, [type(c) for c in sent]
     assert tensor_chunks[0].nbytes == x.nbytes  # sent whole, straight from the array
     assert not any(isinstance(c, bytes) and len(c) >= x.nbytes for c in sent)  # never joined

@@ -81,7 +81,11 @@ class AsyncClient(ClientBase[AsyncTransport]):
         return interpret_infer(req, await self._send(req))
 
     async def metadata(
-        self, *, url: str | None = None, refresh: bool = False, timeout: TimeoutTypes | Unset = UNSET
+        self,
+        *,
+        url: str | None = None,
+        refresh: bool = False,
+        timeout: TimeoutTypes | Unset = UNSET,
     ) -> ModelMetadata:
         """The model's metadata, cached per URL; ``refresh=True`` asks the server again."""
         key, cached = self._cached_metadata(url, refresh)

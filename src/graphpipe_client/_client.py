@@ -113,7 +113,11 @@ class Client(ClientBase[SyncTransport]):
         return interpret_infer(req, self._send(req))
 
     def metadata(
-        self, *, url: str | None = None, refresh: bool = False, timeout: TimeoutTypes | Unset = UNSET
+        self,
+        *,
+        url: str | None = None,
+        refresh: bool = False,
+        timeout: TimeoutTypes | Unset = UNSET,
     ) -> ModelMetadata:
         """The model's metadata, cached per URL; ``refresh=True`` asks the server again."""
         key, cached = self._cached_metadata(url, refresh)

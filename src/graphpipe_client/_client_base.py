@@ -152,4 +152,3 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         """Forget every cached :class:`ModelMetadata` (the next ``metadata()`` asks the server)."""
         with self._cache_lock:
             self._metadata_cache.clear()
-

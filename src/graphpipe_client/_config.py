@@ -70,7 +70,9 @@ def to_timeout(value: TimeoutTypes) -> Timeout:
         if value <= 0:
             raise ValueError(f"timeout must be positive or None, got {value}")
         return Timeout(float(value), float(value))
-    raise TypeError(f"timeout must be a number, a (connect, read) tuple, a Timeout or None, not {value!r}")
+    raise TypeError(
+        f"timeout must be a number, a (connect, read) tuple, a Timeout or None, not {value!r}"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +199,9 @@ class ClientConfig:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
-def make_ssl_context(verify: bool | str | ssl.SSLContext, cert: str | tuple[str, str] | None) -> ssl.SSLContext:
+def make_ssl_context(
+    verify: bool | str | ssl.SSLContext, cert: str | tuple[str, str] | None
+) -> ssl.SSLContext:
     """The client-side TLS context for ``verify`` (True, a CA bundle path, or a context) and ``cert``."""
     if isinstance(verify, ssl.SSLContext):
         ctx = verify

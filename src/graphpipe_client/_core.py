@@ -174,7 +174,12 @@ def prepare_infer(
     endpoint = parse_endpoint(url)
     body = encode_infer_request(inputs, input_names, output_names, request_config)  # type: ignore[arg-type]
     return PreparedRequest(
-        endpoint, "infer", body, _headers(config, endpoint, body.nbytes), timeout, config.max_response_bytes
+        endpoint,
+        "infer",
+        body,
+        _headers(config, endpoint, body.nbytes),
+        timeout,
+        config.max_response_bytes,
     )
 
 
@@ -186,7 +191,12 @@ def prepare_metadata(config: ClientConfig, url: str, timeout: Timeout) -> Prepar
     endpoint = parse_endpoint(url)
     body = _METADATA_REQUEST
     return PreparedRequest(
-        endpoint, "metadata", body, _headers(config, endpoint, body.nbytes), timeout, config.max_response_bytes
+        endpoint,
+        "metadata",
+        body,
+        _headers(config, endpoint, body.nbytes),
+        timeout,
+        config.max_response_bytes,
     )
 
 

@@ -93,7 +93,15 @@ class _Table:
 class _Reader:
     """Checked primitive reads over one message buffer."""
 
-    __slots__ = ("mv", "n", "shapes_seen", "string_bytes", "string_vectors", "strings_seen", "texts_seen")
+    __slots__ = (
+        "mv",
+        "n",
+        "shapes_seen",
+        "string_bytes",
+        "string_vectors",
+        "strings_seen",
+        "texts_seen",
+    )
 
     def __init__(self, mv: memoryview) -> None:
         self.mv = mv
@@ -333,7 +341,9 @@ _VTABLE_SLOTS: Final = tuple(struct.Struct(f"<{k}H").unpack_from for k in range(
 _SHAPES: Final = tuple(struct.Struct(f"<{k}q").unpack_from for k in range(9))
 
 
-def _fast_fields(mv: memoryview, n: int, pos: int, slots: int) -> tuple[tuple[int, ...], int] | None:
+def _fast_fields(
+    mv: memoryview, n: int, pos: int, slots: int
+) -> tuple[tuple[int, ...], int] | None:
     """The table offsets of fields ``0..slots-1`` (0: absent) and the table's size; None if malformed."""
     vt = pos - _I32(mv, pos)[0]
     if vt < 0 or vt + 4 > n:

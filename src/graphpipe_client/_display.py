@@ -17,7 +17,12 @@ __all__ = ["exception_html", "io_text", "metadata_html", "metadata_text"]
 def _shape_text(io: IOMetadata) -> str:
     if io.shape is None:
         return "?"
-    return "(" + ", ".join("?" if d is None else str(d) for d in io.shape) + ("," if len(io.shape) == 1 else "") + ")"
+    return (
+        "("
+        + ", ".join("?" if d is None else str(d) for d in io.shape)
+        + ("," if len(io.shape) == 1 else "")
+        + ")"
+    )
 
 
 def _dtype_text(io: IOMetadata) -> str:
@@ -46,7 +51,9 @@ def metadata_text(m: ModelMetadata) -> str:
         lines.append(f"server: {m.server}")
     if m.description:
         lines.append(m.description)
-    rows = [(kind, io.name, _dtype_text(io), _shape_text(io), io.description) for kind, io in _rows(m)]
+    rows = [
+        (kind, io.name, _dtype_text(io), _shape_text(io), io.description) for kind, io in _rows(m)
+    ]
     if rows:
         header = ("", "name", "dtype", "shape", "description")
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
@@ -59,13 +66,17 @@ def metadata_text(m: ModelMetadata) -> str:
 def metadata_html(m: ModelMetadata) -> str:
     """An HTML table of a model's metadata, for Jupyter."""
     e = html.escape
-    title = e(m.name or "(unnamed model)") + (f" <small>{e(m.version)}</small>" if m.version else "")
+    title = e(m.name or "(unnamed model)") + (
+        f" <small>{e(m.version)}</small>" if m.version else ""
+    )
     parts = [f"<div><strong>{title}</strong>"]
     if m.server:
         parts.append(f"<br><small>server: {e(m.server)}</small>")
     if m.description:
         parts.append(f"<p>{e(m.description)}</p>")
-    parts.append("<table><thead><tr><th></th><th>name</th><th>dtype</th><th>shape</th><th>description</th></tr></thead><tbody>")
+    parts.append(
+        "<table><thead><tr><th></th><th>name</th><th>dtype</th><th>shape</th><th>description</th></tr></thead><tbody>"
+    )
     for kind, io in _rows(m):
         parts.append(
             f"<tr><td>{kind}</td><td><code>{e(io.name)}</code></td><td>{e(_dtype_text(io))}</td>"
@@ -90,5 +101,7 @@ def exception_html(exc: GraphPipeError) -> str:
         rows.append((f"code {entry.code}", entry.message[:MESSAGE_ENTRY_CHARS]))
     if len(entries) > MESSAGE_ENTRIES:
         rows.append(("", f"... and {len(entries) - MESSAGE_ENTRIES} more entries in .errors"))
-    body = "".join(f"<tr><th style='text-align:left'>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in rows)
+    body = "".join(
+        f"<tr><th style='text-align:left'>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in rows
+    )
     return f"<table>{body}</table>"

@@ -101,7 +101,9 @@ def _as_array(value: ArrayLike, where: str) -> np.ndarray:
     try:
         return np.asarray(value)
     except (TypeError, ValueError) as exc:
-        raise EncodeError(f"{where}: cannot make an array of {type(value).__name__}: {exc}") from exc
+        raise EncodeError(
+            f"{where}: cannot make an array of {type(value).__name__}: {exc}"
+        ) from exc
 
 
 def prepare_tensor(value: ArrayLike, where: str = "input") -> Prepared:
@@ -195,7 +197,9 @@ class _Writer:
         absent field); ``size`` is the table's size including its 4-byte
         vtable offset.
         """
-        vt = struct.pack(f"<HH{len(field_offsets)}H", 4 + 2 * len(field_offsets), size, *field_offsets)
+        vt = struct.pack(
+            f"<HH{len(field_offsets)}H", 4 + 2 * len(field_offsets), size, *field_offsets
+        )
         vt_pos = self.vtables.get(vt)
         if vt_pos is None:
             self.align(2)
@@ -447,7 +451,12 @@ def encode_metadata_response(metadata: ModelMetadata) -> EncodedMessage:
     """
     w = _Writer()
     m = w.table((4, 8, 12, 16, 20, 24), 28)
-    for off, text in ((4, metadata.name), (8, metadata.version), (12, metadata.server), (16, metadata.description)):
+    for off, text in (
+        (4, metadata.name),
+        (8, metadata.version),
+        (12, metadata.server),
+        (16, metadata.description),
+    ):
         w.link(m + off, w.string(_utf8(text, "metadata")))
     for off, ios in ((20, metadata.inputs), (24, metadata.outputs)):
         vec = w.offset_vector(len(ios))

@@ -160,7 +160,9 @@ class AsyncTransport:
                 url=where,
             ) from exc
         except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
-            raise TransportError(f"request to {where} failed: {str(exc) or type(exc).__name__}", url=where) from exc
+            raise TransportError(
+                f"request to {where} failed: {str(exc) or type(exc).__name__}", url=where
+            ) from exc
 
         try:
             return await self._read(response, req)
@@ -195,7 +197,9 @@ class AsyncTransport:
         n = content_length(headers.get("Content-Length"), req.max_response_bytes, req.endpoint)
         encoded = headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
         if n is None or encoded:
-            return RawResponse(status, reason, retry_after, await self._read_slow(response, req, encoded))
+            return RawResponse(
+                status, reason, retry_after, await self._read_slow(response, req, encoded)
+            )
 
         head = bytearray()
         buf: memoryview | None = None
@@ -226,7 +230,9 @@ class AsyncTransport:
             )
         return RawResponse(status, reason, retry_after, body)
 
-    async def _read_slow(self, response: httpx.Response, req: PreparedRequest, encoded: bool) -> bytearray:
+    async def _read_slow(
+        self, response: httpx.Response, req: PreparedRequest, encoded: bool
+    ) -> bytearray:
         data = bytearray()
         chunks = response.aiter_bytes() if encoded else response.aiter_raw()
         async for chunk in chunks:

@@ -112,7 +112,9 @@ class _TrackReuse:
     _gp_requests = 0
     _gp_head: list[bytes] | None = None
 
-    def request(self, method: str, url: str, body: Any = None, headers: Any = None, **kwargs: Any) -> None:
+    def request(
+        self, method: str, url: str, body: Any = None, headers: Any = None, **kwargs: Any
+    ) -> None:
         _local.reused = self._gp_requests > 0
         self._gp_requests += 1
         if not isinstance(body, EncodedMessage):
@@ -264,8 +266,12 @@ class _FastResponse:
                     raise http.client.LineTooLong("response head")
                 if not self._fill():
                     if self.filled == self.pos:
-                        raise http.client.RemoteDisconnected("Remote end closed connection without response")
-                    raise http.client.BadStatusLine(repr(bytes(self.buf[self.pos : self.filled][:80])))
+                        raise http.client.RemoteDisconnected(
+                            "Remote end closed connection without response"
+                        )
+                    raise http.client.BadStatusLine(
+                        repr(bytes(self.buf[self.pos : self.filled][:80]))
+                    )
             lines = bytes(self.buf[self.pos : end]).split(b"\n")
             self.pos = end + size
             self._parse(lines)
@@ -275,7 +281,12 @@ class _FastResponse:
     def _parse(self, lines: list[bytes]) -> None:
         first = lines[0].rstrip(b"\r")
         parts = first.split(None, 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or len(parts[1]) != 3 or not parts[1].isdigit():
+        if (
+            len(parts) < 2
+            or not parts[0].startswith(b"HTTP/")
+            or len(parts[1]) != 3
+            or not parts[1].isdigit()
+        ):
             raise http.client.BadStatusLine(repr(first[:80]))
         if parts[0] == b"HTTP/1.0":
             self.version = 10
@@ -622,10 +633,18 @@ class SyncTransport:
             for chunk in chunks:
                 data += decode(chunk) if decode else chunk
                 if len(data) > ERROR_BODY_BYTES:
-                    return RawResponse(status, resp.reason, retry_after, data[:ERROR_BODY_BYTES]), False
-            return RawResponse(status, resp.reason, retry_after, data), framed and not resp.will_close
+                    return RawResponse(
+                        status, resp.reason, retry_after, data[:ERROR_BODY_BYTES]
+                    ), False
+            return RawResponse(
+                status, resp.reason, retry_after, data
+            ), framed and not resp.will_close
 
-        n = None if resp.chunked else content_length(headers.get("content-length"), req.max_response_bytes, ep)
+        n = (
+            None
+            if resp.chunked
+            else content_length(headers.get("content-length"), req.max_response_bytes, ep)
+        )
         if n is None or decode is not None:
             # Chunked, encoded or unannounced length: accumulate under the limit.
             data = bytearray()
@@ -633,7 +652,9 @@ class SyncTransport:
                 data += decode(chunk) if decode else chunk
                 check_size(len(data), req.max_response_bytes, ep)
             framed = resp.chunked or n is not None
-            return RawResponse(status, resp.reason, retry_after, data), framed and not resp.will_close
+            return RawResponse(
+                status, resp.reason, retry_after, data
+            ), framed and not resp.will_close
 
         # Head first, to place the buffer so the largest tensor is aligned;
         # then the rest straight from the socket into that buffer.
@@ -646,7 +667,9 @@ class SyncTransport:
             resp.read_into(view[len(head) :], n - len(head))
             body = view
         # Bytes past the body would be a broken server: do not reuse the connection.
-        return RawResponse(status, resp.reason, retry_after, body), not resp.will_close and not resp.buffered()
+        return RawResponse(
+            status, resp.reason, retry_after, body
+        ), not resp.will_close and not resp.buffered()
 
     def _read(self, resp: urllib3.BaseHTTPResponse, req: PreparedRequest) -> RawResponse:
         ep = req.endpoint
@@ -716,7 +739,11 @@ def _reason(exc: BaseException) -> str:
     inner = _innermost(exc)
     text = str(inner) or type(inner).__name__
     if isinstance(inner, http.client.IncompleteRead):
-        text = f"the body ended {inner.expected} bytes early" if inner.expected else "the body ended early"
+        text = (
+            f"the body ended {inner.expected} bytes early"
+            if inner.expected
+            else "the body ended early"
+        )
     return text
 
 
