@@ -17,6 +17,16 @@ def _install_group(session: nox.Session, group: str) -> None:
     session.install(*nox.project.dependency_groups(PYPROJECT, group))
 
 
+@nox.session(python=["3.12", "3.13"])
+def tests_newer(session: nox.Session) -> None:
+    """The test suite on the newer Pythons the package declares (3.12, 3.13).
+
+    With pyenv, make them visible first, e.g.
+    ``PYENV_VERSION=3.11.7:3.12.1:3.13.0 nox -s tests_newer``.
+    """
+    tests(session)
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite (real sockets on 127.0.0.1, hypothesis, flatc cross-checks)."""
