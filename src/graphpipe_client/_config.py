@@ -6,7 +6,7 @@ import enum
 import random
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Final, TypeAlias
@@ -193,10 +193,6 @@ class ClientConfig:
     def with_timeout(self, timeout: TimeoutTypes | Unset) -> Timeout:
         """The timeout for one call: the per-call value, or the client's."""
         return self.timeout if timeout is UNSET else to_timeout(timeout)
-
-    def replace(self, **changes: object) -> ClientConfig:
-        """A copy with some fields changed."""
-        return replace(self, **changes)  # type: ignore[arg-type]
 
 
 def make_ssl_context(

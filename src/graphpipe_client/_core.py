@@ -76,11 +76,6 @@ class Endpoint:
     target: str
     authorization: str | None = field(repr=False)  # a credential: never in a repr
 
-    @property
-    def origin(self) -> tuple[str, str, int]:
-        """(scheme, host, port): the key of a connection pool."""
-        return (self.scheme, self.host, self.port)
-
 
 @functools.lru_cache(maxsize=256)
 def parse_endpoint(url: str) -> Endpoint:
