@@ -35,6 +35,7 @@ from ._version import __version__
 
 __all__ = [
     "HEAD_BYTES",
+    "SMALL_BODY",
     "USER_AGENT",
     "Endpoint",
     "PreparedRequest",
@@ -53,6 +54,11 @@ USER_AGENT: Final = f"graphpipe-client/{__version__}"
 
 #: Bytes of a response read first, to decide where the buffer is placed.
 HEAD_BYTES: Final = 4096
+
+#: A request body of at most this many bytes is sent together with the
+#: request head (a copy of at most this much where the socket cannot gather:
+#: TLS, or httpx); larger bodies go out as views of the caller's arrays.
+SMALL_BODY: Final = 64 * 1024
 
 #: Bytes of a non-200 body kept for the exception message.
 ERROR_BODY_BYTES: Final = 64 * 1024

@@ -34,6 +34,7 @@ from ._config import ClientConfig, make_ssl_context
 from ._core import (
     ERROR_BODY_BYTES,
     HEAD_BYTES,
+    SMALL_BODY,
     PreparedRequest,
     RawResponse,
     check_size,
@@ -50,7 +51,7 @@ from ._exceptions import (
 )
 from ._messages import EncodedMessage
 
-__all__ = ["BODY_SLICE", "SMALL_BODY", "AsyncTransport"]
+__all__ = ["BODY_SLICE", "AsyncTransport"]
 
 #: Largest piece of the request body handed to httpx at once.
 BODY_SLICE: Final = 1 << 20
@@ -61,10 +62,6 @@ async def _body(segments: tuple[bytes | bytearray | memoryview, ...]) -> AsyncIt
         view = memoryview(segment).cast("B")
         for start in range(0, len(view), BODY_SLICE):
             yield view[start : start + BODY_SLICE]
-
-
-#: A request body of at most this many bytes is handed to httpx joined.
-SMALL_BODY: Final = 64 * 1024
 
 
 def _content(body: EncodedMessage) -> bytes | AsyncIterator[bytes]:

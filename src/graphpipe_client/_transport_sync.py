@@ -45,6 +45,7 @@ from ._config import ClientConfig, make_ssl_context
 from ._core import (
     ERROR_BODY_BYTES,
     HEAD_BYTES,
+    SMALL_BODY,
     Endpoint,
     PreparedRequest,
     RawResponse,
@@ -62,14 +63,9 @@ from ._exceptions import (
 )
 from ._messages import EncodedMessage
 
-__all__ = ["SMALL_BODY", "SyncTransport"]
+__all__ = ["SyncTransport"]
 
 _local = threading.local()
-
-
-#: A request body of at most this many bytes goes out together with the
-#: request head in one system call (see :func:`_send_gathered`).
-SMALL_BODY: Final = 64 * 1024
 
 
 def _send_gathered(sock: Any, parts: list[bytes | bytearray | memoryview]) -> None:
