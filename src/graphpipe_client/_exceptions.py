@@ -47,7 +47,8 @@ class GraphPipeError(Exception):
     Example:
         >>> import graphpipe_client as gp
         >>> try:
-        ...     gp.execute("http://127.0.0.1:9", [1.0], timeout=0.5, retries=0)
+        ...     with gp.Client("http://127.0.0.1:9", retries=0) as client:
+        ...         client.execute([1.0])
         ... except gp.GraphPipeError as exc:
         ...     print(type(exc).__name__)
         ConnectError

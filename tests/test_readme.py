@@ -1,0 +1,26 @@
+"""The README's example runs and prints what its comments say."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from pathlib import Path
+
+README = Path(__file__).parent.parent / "README.md"
+
+
+def test_readme_python_example_runs_as_written() -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    assert blocks, "the README has no python example"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(blocks[0], "README.md", "exec"), {})
+    assert out.getvalue().splitlines()[0] == "('input0',) [0. 2. 4. 6.]"
+
+
+def test_readme_set_up_commands_are_the_ones_ci_runs() -> None:
+    text = README.read_text()
+    ci = (README.parent / ".ci" / "run").read_text()
+    for command in re.findall(r"^(python -m pip install nox && nox .*)$", text, flags=re.M):
+        assert command in ci
