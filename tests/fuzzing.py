@@ -48,19 +48,8 @@ DECODERS: dict[str, Decoder] = {
     "request": codec.decode_request,
 }
 
-NUMERIC = [
-    "uint8",
-    "int8",
-    "uint16",
-    "int16",
-    "uint32",
-    "int32",
-    "uint64",
-    "int64",
-    "float16",
-    "float32",
-    "float64",
-]
+# Every numeric wire type, from the package's own table (Null and String excluded).
+NUMERIC = [t.dtype.name for t in codec.DataType if t.dtype is not None and t.dtype.kind != "O"]
 
 
 # --------------------------------------------------------------------------

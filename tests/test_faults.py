@@ -331,19 +331,16 @@ def test_dropped_without_response_is_a_transport_error_never_resent(
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_drop_mid_body_is_a_transport_error(kind: str) -> None:
+@pytest.mark.parametrize(
+    "fault",
+    [
+        pytest.param({"truncate_body": 100}, id="drop-mid-body"),
+        pytest.param({"content_length_delta": 100}, id="content-length-longer-than-body"),
+    ],
+)
+def test_a_body_cut_short_is_a_transport_error(kind: str, fault: dict[str, int]) -> None:
     with serve(double) as server:
-        server.set_faults(truncate_body=100, times=1)
-        outs = run_calls(kind, server.url, 2)
-        assert server.requests_served == 2
-    raised(outs[0], gp.TransportError, not_=(gp.ConnectError, gp.TimeoutError))
-    assert ok(outs[1])
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_content_length_longer_than_the_body_is_a_transport_error(kind: str) -> None:
-    with serve(double) as server:
-        server.set_faults(content_length_delta=100, times=1)
+        server.set_faults(**fault, times=1)
         outs = run_calls(kind, server.url, 2)
         assert server.requests_served == 2
     raised(outs[0], gp.TransportError, not_=(gp.ConnectError, gp.TimeoutError))
