@@ -34,6 +34,7 @@ from ._exceptions import (
     TLSError,
     TransportError,
 )
+from ._log import log_retry
 from ._messages import EncodedMessage, ModelMetadata
 from ._version import __version__
 
@@ -262,6 +263,7 @@ class RawResponse:
     reason: str
     retry_after: str | None
     body: Buffer
+    reused: bool | None = None  # whether it came on a reused connection, where known
 
 
 def _status_error(req: PreparedRequest, raw: RawResponse) -> HTTPStatusError:
@@ -312,9 +314,10 @@ class RetryState:
     connection that broke after the request was sent; never a timeout.
     """
 
-    __slots__ = ("attempt", "deadline", "idempotent", "policy", "total", "where")
+    __slots__ = ("attempt", "deadline", "idempotent", "policy", "req", "total", "where")
 
     def __init__(self, config: ClientConfig, req: PreparedRequest) -> None:
+        self.req = req
         self.policy = config.retry
         self.idempotent = config.idempotent
         self.attempt = 0
@@ -335,6 +338,9 @@ class RetryState:
             delay = self.policy.backoff_delay(self.attempt)
             self.attempt += 1
             self._check_deadline(delay, exc)
+            log_retry(
+                self.req, self.attempt, self.policy.retries, delay, f"{type(exc).__name__}: {exc}"
+            )
             return delay
         raise exc
 
@@ -347,6 +353,7 @@ class RetryState:
         if self.deadline is not None and time.monotonic() + delay >= self.deadline:
             return None  # no time left to retry: the status is the answer
         self.attempt += 1
+        log_retry(self.req, self.attempt, self.policy.retries, delay, f"HTTP {raw.status}")
         return delay
 
     def _check_deadline(self, delay: float, cause: GraphPipeError) -> None:

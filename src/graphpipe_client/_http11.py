@@ -285,10 +285,11 @@ class ResponseTracker:
     connection must then not be reused.
     """
 
-    __slots__ = ("_buf", "_expected", "_left", "_method", "_state", "poisoned")
+    __slots__ = ("_buf", "_expected", "_left", "_method", "_state", "poisoned", "requests")
 
     def __init__(self) -> None:
         self.poisoned = False
+        self.requests = 0  # requests written on the connection
         self._expected = 0  # responses requested and not yet complete
         self._state: _TrackerState = "head"
         self._buf = bytearray()
@@ -303,6 +304,7 @@ class ResponseTracker:
     def request_sent(self, method: str = "POST") -> None:
         """A new request went out on the connection."""
         self._expected += 1
+        self.requests += 1
         self._method = method
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:

@@ -37,6 +37,7 @@ import ssl
 import time
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import replace
 from typing import Any, Final, cast
 
 import httpcore
@@ -64,6 +65,7 @@ from ._exceptions import (
     TLSError,
     TransportError,
 )
+from ._log import debug_enabled, log_exchange, log_failure
 from ._messages import EncodedMessage
 from ._proxy import Proxy, ProxyChooser
 
@@ -264,6 +266,18 @@ class AsyncTransport:
 
         ``deadline`` (``time.monotonic()`` seconds) bounds the whole exchange.
         """
+        if not debug_enabled():
+            return await self._send_within(req, deadline)
+        started = time.perf_counter()
+        try:
+            raw = await self._send_within(req, deadline)
+        except GraphPipeError as exc:
+            log_failure(req, exc, started)
+            raise
+        log_exchange(req, raw, started)
+        return raw
+
+    async def _send_within(self, req: PreparedRequest, deadline: float | None) -> RawResponse:
         if deadline is None:
             return await self._send(req)
         left = deadline - time.monotonic()
@@ -308,7 +322,12 @@ class AsyncTransport:
             ) from exc
 
         try:
-            return await self._read(response, req)
+            raw = await self._read(response, req)
+            if debug_enabled():
+                stream = response.extensions.get("network_stream")
+                if isinstance(stream, _TrackedStream):
+                    raw = replace(raw, reused=stream._tracker.requests > 1)
+            return raw
         except GraphPipeError:
             raise
         except h11.ProtocolViolation as exc:

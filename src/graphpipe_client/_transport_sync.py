@@ -48,6 +48,7 @@ import threading
 import time
 import warnings
 import weakref
+from dataclasses import replace
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -84,6 +85,7 @@ from ._exceptions import (
     TLSError,
     TransportError,
 )
+from ._log import debug_enabled, log_exchange, log_failure, logger
 from ._proxy import Proxy, ProxyChooser
 
 __all__ = ["SyncTransport"]
@@ -418,10 +420,25 @@ class SyncTransport:
         was written in full is never sent again here: the server may have run
         it (see ``RetryPolicy`` and ``idempotent`` for the opt-in).
         """
+        if not debug_enabled():
+            try:
+                return self._send_once(req, deadline, may_resend=True)
+            except _NotSent:
+                return self._send_once(req, deadline, may_resend=False)
+        started = time.perf_counter()
         try:
-            return self._send_once(req, deadline, may_resend=True)
-        except _NotSent:
-            return self._send_once(req, deadline, may_resend=False)
+            try:
+                raw = self._send_once(req, deadline, may_resend=True)
+            except _NotSent:
+                logger.debug(
+                    "%s: the connection was closed; sending once more", req.endpoint.redacted
+                )
+                raw = self._send_once(req, deadline, may_resend=False)
+        except GraphPipeError as exc:
+            log_failure(req, exc, started)
+            raise
+        log_exchange(req, raw, started)
+        return raw
 
     def _send_once(
         self, req: PreparedRequest, deadline: float | None, *, may_resend: bool
@@ -456,7 +473,7 @@ class SyncTransport:
         if not keep:
             conn.close()
         pool._put_conn(conn)
-        return raw
+        return replace(raw, reused=reused) if debug_enabled() else raw
 
     def _connect(self, conn: Any, req: PreparedRequest, clock: _Clock, proxy: Proxy | None) -> None:
         ep = req.endpoint
