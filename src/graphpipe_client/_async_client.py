@@ -21,6 +21,7 @@ from ._core import (
 )
 from ._exceptions import GraphPipeError
 from ._messages import ModelMetadata
+from ._tracing import start_span
 from ._transport_async import AsyncTransport
 
 __all__ = ["AsyncClient"]
@@ -95,6 +96,18 @@ class AsyncClient(ClientBase[AsyncTransport]):
         return self._store_metadata(key, interpret_metadata(req, await self._send(req)))
 
     async def _send(self, req: PreparedRequest) -> RawResponse:
+        span = start_span(req, req.tensor_count)
+        if span is None:
+            return await self._attempts(req)
+        try:
+            raw = await self._attempts(span.req)
+        except BaseException as exc:
+            span.failed(exc)
+            raise
+        span.succeeded(raw)
+        return raw
+
+    async def _attempts(self, req: PreparedRequest) -> RawResponse:
         state = RetryState(self._config, req)
         while True:
             try:

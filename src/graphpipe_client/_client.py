@@ -21,6 +21,7 @@ from ._core import (
 )
 from ._exceptions import GraphPipeError
 from ._messages import ModelMetadata
+from ._tracing import start_span
 from ._transport_sync import SyncTransport
 
 __all__ = ["Client"]
@@ -139,6 +140,18 @@ class Client(ClientBase[SyncTransport]):
         return self._store_metadata(key, interpret_metadata(req, self._send(req)))
 
     def _send(self, req: PreparedRequest) -> RawResponse:
+        span = start_span(req, req.tensor_count)
+        if span is None:
+            return self._attempts(req)
+        try:
+            raw = self._attempts(span.req)
+        except BaseException as exc:
+            span.failed(exc)
+            raise
+        span.succeeded(raw)
+        return raw
+
+    def _attempts(self, req: PreparedRequest) -> RawResponse:
         state = RetryState(self._config, req)
         while True:
             try:

@@ -157,6 +157,7 @@ class PreparedRequest:
     timeout: Timeout
     max_response_bytes: int | None
     method: str = "POST"
+    tensor_count: int = 0  # input tensors in the body (for tracing)
 
 
 def _headers(config: ClientConfig, endpoint: Endpoint, nbytes: int) -> dict[str, str]:
@@ -195,6 +196,7 @@ def prepare_infer(
         _headers(config, endpoint, body.nbytes),
         timeout,
         config.max_response_bytes,
+        tensor_count=len(inputs),  # type: ignore[arg-type]
     )
 
 
