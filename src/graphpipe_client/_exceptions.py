@@ -234,3 +234,25 @@ def remote_error_message(errors: tuple[ErrorEntry, ...]) -> str:
     if len(errors) > MESSAGE_ENTRIES:
         lines.append(f"... and {len(errors) - MESSAGE_ENTRIES} more")
     return head + ": " + "; ".join(lines)
+
+
+# The classes are used as ``graphpipe_client.HTTPStatusError``: tracebacks,
+# reprs and pickles name them so, not by this private module. (Pickles stay
+# loadable by either name; subclasses defined elsewhere keep their own module.)
+for _cls in (
+    GraphPipeError,
+    EncodeError,
+    DecodeError,
+    TransportError,
+    ConnectError,
+    TLSError,
+    TimeoutError,
+    ConnectTimeout,
+    ReadTimeout,
+    ResponseTooLargeError,
+    HTTPStatusError,
+    ErrorEntry,
+    RemoteError,
+):
+    _cls.__module__ = "graphpipe_client"
+del _cls
