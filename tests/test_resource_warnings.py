@@ -1,0 +1,123 @@
+"""An unclosed client warns when it is collected (``ResourceWarning``), as files and sockets do.
+
+The clients behind ``remote`` and ``aio`` live as long as the process: they
+never warn, not even at interpreter exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import subprocess
+import sys
+import textwrap
+import warnings
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+import graphpipe_client as gp
+from graphpipe_client.testing import GraphPipeServer, serve
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[GraphPipeServer]:
+    with serve(lambda x: x * 2) as s:
+        yield s
+
+
+def test_an_unclosed_client_warns(server: GraphPipeServer) -> None:
+    client = gp.Client(server.url)
+    client.execute(np.ones(2))  # a pooled connection is now open
+    message = (
+        rf"^unclosed <Client url='{server.url}/'>: call close\(\) or use 'with' "
+        "to release its connections$"
+    )
+    with pytest.warns(ResourceWarning, match=message):
+        del client
+        gc.collect()
+
+
+def test_an_unclosed_async_client_warns(server: GraphPipeServer) -> None:
+    client = gp.AsyncClient(server.url)
+    asyncio.run(client.execute(np.ones(2)))
+    message = (
+        rf"^unclosed <AsyncClient url='{server.url}/'>: await aclose\(\) or use 'async with' "
+        "to release its connections$"
+    )
+    with pytest.warns(ResourceWarning, match=message):
+        del client
+        gc.collect()
+
+
+def test_an_unbound_client_warns_too() -> None:
+    client = gp.Client()
+    with pytest.warns(ResourceWarning, match=r"^unclosed <Client url=None>"):
+        del client
+        gc.collect()
+
+
+async def _use_async(url: str) -> None:
+    async with gp.AsyncClient(url) as client:
+        await client.execute(np.ones(2))
+    closed = gp.AsyncClient(url)
+    await closed.aclose()
+
+
+def test_closed_clients_do_not_warn(server: GraphPipeServer) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with gp.Client(server.url) as client:
+            client.execute(np.ones(2))
+        explicit = gp.Client(server.url)
+        explicit.close()
+        asyncio.run(_use_async(server.url))
+        del client, explicit
+        gc.collect()
+
+
+def test_a_client_whose_constructor_failed_does_not_warn() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="unsupported URL"):
+            gp.Client("ftp://127.0.0.1:9000")
+        with pytest.raises(ValueError, match="unsupported URL"):
+            gp.AsyncClient("ftp://127.0.0.1:9000")
+        gc.collect()
+
+
+SCRIPT = """\
+import asyncio, sys
+import numpy as np
+from graphpipe_client import AsyncClient, Client, aio, remote
+from graphpipe_client.testing import serve
+
+with serve(lambda x: x) as server:
+    remote.execute(server.url, np.ones(2))
+    asyncio.run(aio.execute(server.url, np.ones(2)))
+    if sys.argv[1:] == ["leak"]:
+        leaked = Client(server.url)
+        leaked.execute(np.ones(2))
+print("done")
+"""
+
+
+@pytest.mark.parametrize("leak", [False, True], ids=["shared-only", "with-a-leak"])
+def test_shared_clients_do_not_warn_at_exit(leak: bool) -> None:
+    # -X dev shows every ResourceWarning, -W error makes it an error: it is
+    # printed as "Exception ignored in ... ClientBase.__del__" at exit.
+    proc = subprocess.run(
+        [sys.executable, "-X", "dev", "-W", "error", "-c", textwrap.dedent(SCRIPT)]
+        + (["leak"] if leak else []),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "done\n"
+    if leak:  # the check can fail: a client of the user's own, left open, is reported
+        assert "ResourceWarning: unclosed <Client url=" in proc.stderr
+    else:
+        assert proc.stderr == ""
