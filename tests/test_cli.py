@@ -31,6 +31,7 @@ from graphpipe_client.testing import (
     demo_model,
     serve,
 )
+from test_error_messages import NGINX_502
 
 CLI = [sys.executable, "-W", "error", "-m", "graphpipe_client"]
 
@@ -302,14 +303,6 @@ def test_remote_error(tmp_path: Path) -> None:
     assert_one_error_line(r, "the server reported 1 error", "the model is broken")
 
 
-NGINX_502 = (
-    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
-    "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx/1.18.0 (Ubuntu)</center>\r\n"
-    "</body>\r\n</html>\r\n"
-    + "<!-- a padding to disable MSIE and Chrome friendly error page -->\r\n" * 6
-)
-
-
 @pytest.mark.parametrize("command", ["info", "execute", "bench"])
 def test_an_html_error_page_is_one_line(command: str, flowers: Path) -> None:
     # A proxy in front of the model answers with its own page: its title, on one line.
@@ -566,9 +559,10 @@ def test_bench_ctrl_c_prints_the_partial_report_and_exits_130(
 def test_bench_ctrl_c_during_warm_up_is_quiet() -> None:
     # The model does not answer the warm-up calls: nothing is measured yet.
     with serve(lambda x: x, faults=Faults(delay=3)) as slow:
+        # With --shape, --dtype and --input-name, no metadata call: straight to the warm-up.
+        args = ["--shape", "1,4", "--dtype", "float32", "--input-name", "input0", "-c", "2"]
         proc = subprocess.Popen(
-            [*CLI, "bench", slow.url, "--shape", "1,4", "--dtype", "float32",
-             "--input-name", "input0", "-c", "2"],  # no metadata call: straight to the warm-up
+            [*CLI, "bench", slow.url, *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )

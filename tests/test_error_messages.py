@@ -32,9 +32,8 @@ from graphpipe_client.testing import Faults, serve
 NGINX_502 = (
     "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
     "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx/1.18.0 (Ubuntu)</center>\r\n"
-    "</body>\r\n</html>\r\n"
-    + "<!-- a padding to disable MSIE and Chrome friendly error page -->\r\n" * 6
-)
+    "</body>\r\n</html>\r\n" + "<!-- a padding to disable MSIE and Chrome friendly error page -->\r\n" * 6
+)  # fmt: skip
 
 APACHE_404 = """<!DOCTYPE HTML PUBLIC "-//IETF//DTD HTML 2.0//EN">
 <html><head>
@@ -233,13 +232,14 @@ async def _async_execute(url: str) -> None:
         await client.execute(np.ones(2))
 
 
+def _sync_execute(url: str) -> None:
+    with gp.Client(url, retries=0) as client:
+        client.execute(np.ones(2))
+
+
 def _raise(kind: str, url: str) -> gp.HTTPStatusError:
     with pytest.raises(gp.HTTPStatusError) as info:
-        if kind == "sync":
-            with gp.Client(url, retries=0) as client:
-                client.execute(np.ones(2))
-        else:
-            asyncio.run(_async_execute(url))
+        _sync_execute(url) if kind == "sync" else asyncio.run(_async_execute(url))
     return info.value
 
 
@@ -266,8 +266,11 @@ def test_the_bundled_servers_model_error_is_whole() -> None:
     def model(x: np.ndarray) -> np.ndarray:
         raise ValueError("input 'x' must be 2-d,\n  got shape (2,)")
 
-    with serve(model) as server, gp.Client(server.url) as client:
-        with pytest.raises(gp.HTTPStatusError) as info:
-            client.execute(np.ones(2))
+    with (
+        serve(model) as server,
+        gp.Client(server.url) as client,
+        pytest.raises(gp.HTTPStatusError) as info,
+    ):
+        client.execute(np.ones(2))
     assert str(info.value).endswith(": input 'x' must be 2-d, got shape (2,)")
     assert info.value.body == "input 'x' must be 2-d,\n  got shape (2,)"

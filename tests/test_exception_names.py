@@ -35,7 +35,7 @@ SAMPLES: dict[type[gp.GraphPipeError], gp.GraphPipeError] = {
 
 
 def test_the_samples_cover_every_public_exception() -> None:
-    assert EXCEPTIONS == sorted(SAMPLES, key=lambda cls: cls.__name__)
+    assert sorted(SAMPLES, key=lambda cls: cls.__name__) == EXCEPTIONS
     assert len(EXCEPTIONS) == 12
 
 

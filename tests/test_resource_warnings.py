@@ -21,6 +21,12 @@ import graphpipe_client as gp
 from graphpipe_client.testing import GraphPipeServer, serve
 
 
+def _drop(holder: list[object]) -> None:
+    """Drop the last reference to what ``holder`` holds, and collect."""
+    holder.clear()
+    gc.collect()
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[GraphPipeServer]:
     with serve(lambda x: x * 2) as s:
@@ -30,32 +36,33 @@ def server() -> Iterator[GraphPipeServer]:
 def test_an_unclosed_client_warns(server: GraphPipeServer) -> None:
     client = gp.Client(server.url)
     client.execute(np.ones(2))  # a pooled connection is now open
+    holder: list[object] = [client]
+    del client
     message = (
         rf"^unclosed <Client url='{server.url}/'>: call close\(\) or use 'with' "
         "to release its connections$"
     )
     with pytest.warns(ResourceWarning, match=message):
-        del client
-        gc.collect()
+        _drop(holder)
 
 
 def test_an_unclosed_async_client_warns(server: GraphPipeServer) -> None:
     client = gp.AsyncClient(server.url)
     asyncio.run(client.execute(np.ones(2)))
+    holder: list[object] = [client]
+    del client
     message = (
         rf"^unclosed <AsyncClient url='{server.url}/'>: await aclose\(\) or use 'async with' "
         "to release its connections$"
     )
     with pytest.warns(ResourceWarning, match=message):
-        del client
-        gc.collect()
+        _drop(holder)
 
 
 def test_an_unbound_client_warns_too() -> None:
-    client = gp.Client()
+    holder: list[object] = [gp.Client()]
     with pytest.warns(ResourceWarning, match=r"^unclosed <Client url=None>"):
-        del client
-        gc.collect()
+        _drop(holder)
 
 
 async def _use_async(url: str) -> None:

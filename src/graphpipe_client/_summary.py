@@ -59,10 +59,14 @@ _RAW_TEXT: Final = {
 }
 # Elements that start a new line of text when a browser renders the page.
 _BLOCKS: Final = frozenset(
-    """address article aside blockquote body br center dd details div dl dt fieldset
-    figcaption figure footer form h1 h2 h3 h4 h5 h6 head header hr html li main nav ol p
-    pre section summary table tbody td tfoot th thead title tr ul""".split()
-)
+    (
+        "address", "article", "aside", "blockquote", "body", "br", "center", "dd", "details",
+        "div", "dl", "dt", "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2",
+        "h3", "h4", "h5", "h6", "head", "header", "hr", "html", "li", "main", "nav", "ol", "p",
+        "pre", "section", "summary", "table", "tbody", "td", "tfoot", "th", "thead", "title",
+        "tr", "ul",
+    )
+)  # fmt: skip
 
 
 def one_line(text: str, limit: int) -> str:
