@@ -220,7 +220,8 @@ float32. One untimed warm-up request per worker runs first (it opens the
 connections and checks that the model answers). Requests are not retried.
 Latency is measured per request, around the whole call (encode, send,
 receive, decode); rows are the size of the first dimension of the first
-input. Failed requests are counted, and make the exit status 1.
+input. Failed requests are counted, and make the exit status 1. Ctrl-C
+during the timed run prints the report so far, then exits with status 130.
 """
 
 

@@ -158,7 +158,10 @@ class HTTPStatusError(GraphPipeError):
 
     The GraphPipe reference server reports model errors as HTTP 400 with the
     error text as a ``text/plain`` body; that text is in :attr:`body` and in
-    the message.
+    the message. The message is always one line: a plain-text body is
+    collapsed onto it (up to 1,000 characters), and an HTML error page (from
+    a proxy or web server in front of the model) is reduced to its title,
+    marked ``(an HTML page)``; :attr:`body` keeps the whole text.
 
     Attributes:
         status_code: the HTTP status.
