@@ -174,11 +174,16 @@ def test_status_message_is_one_line(reason: str, body: str, status: int) -> None
         ("Traceback (most recent call last):\n  File \"m.py\", line 1\nValueError: bad\n",
          'Traceback (most recent call last): File "m.py", line 1 ValueError: bad'),
         ('{"error": "model not loaded"}', '{"error": "model not loaded"}'),
+        ('<?xml version="1.0"?>\n<!DOCTYPE html>\n<html xmlns="http://www.w3.org/1999/xhtml">'
+         "<head><title>503 Service Unavailable</title></head></html>",
+         "503 Service Unavailable (an HTML page)"),
+        ('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchKey</Code></Error>',
+         '<?xml version="1.0" encoding="UTF-8"?> <Error><Code>NoSuchKey</Code></Error>'),
         ("a < b and c > d", "a < b and c > d"),
         ("", ""),
     ],
     ids=["nginx-502", "apache-404", "no-title", "blank-title", "bare-h1", "no-text", "go-400",
-         "multi-line-text", "json", "angle-brackets-text", "empty"],
+         "multi-line-text", "json", "xhtml", "xml-not-html", "angle-brackets-text", "empty"],
 )  # fmt: skip
 def test_summaries_of_real_bodies(body: str, summary: str) -> None:
     assert summarize_body(body) == summary

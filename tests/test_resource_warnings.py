@@ -122,8 +122,7 @@ def test_shared_clients_do_not_warn_at_exit(leak: bool) -> None:
     # at exit); the shared async one is dropped unclosed before.
     # (Not -X dev: its asyncio debug mode logs slow steps on a busy machine.)
     proc = subprocess.run(
-        [sys.executable, "-W", "error", "-c", textwrap.dedent(SCRIPT)]
-        + (["leak"] if leak else []),
+        [sys.executable, "-W", "error", "-c", textwrap.dedent(SCRIPT)] + (["leak"] if leak else []),
         capture_output=True,
         text=True,
         timeout=60,

@@ -44,11 +44,11 @@ HTML_MARK: Final = " (an HTML page)"
 
 _WHITESPACE: Final = re.compile(r"\s+")
 
-# How an HTML document starts, after optional whitespace and comments: a
-# doctype, an XML declaration, one of the tags every page has, or one of the
+# How an HTML document starts, after optional whitespace, comments and an XML
+# declaration: a doctype, one of the tags every page has, or one of the
 # headings and blocks that bare-bones error pages start with.
 _HTML_START: Final = re.compile(
-    r"<(?:!doctype\s+html|\?xml|html|head|body|title|h[1-6]|p|div|center|pre|table)\b", re.I
+    r"<(?:!doctype\s+html|html|head|body|title|h[1-6]|p|div|center|pre|table)\b", re.I
 )
 _HTML_SNIFF_CHARS: Final = 1024
 
@@ -103,11 +103,12 @@ def looks_like_html(text: str) -> bool:
         False
     """
     head = text[:_HTML_SNIFF_CHARS].lstrip("\ufeff \t\r\n\f")
-    while head.startswith("<!--"):
-        end = head.find("-->")
+    while head.startswith(("<!--", "<?xml")):  # XHTML may start with a declaration
+        comment = head.startswith("<!--")
+        end = head.find("-->" if comment else "?>")
         if end < 0:
             return False
-        head = head[end + 3 :].lstrip()
+        head = head[end + (3 if comment else 2) :].lstrip()
     return _HTML_START.match(head) is not None
 
 
