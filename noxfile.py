@@ -282,7 +282,8 @@ def build(session: nox.Session) -> None:
     clean virtualenv outside the tree, installs the wheel there (not
     editable), runs the README's Example block against the bundled server,
     the console script, and, with pytest added, ``examples/test_with_fixture.py``
-    on the pytest plugin the wheel registers.
+    on the pytest plugin the wheel registers. Run it from a git clone: the
+    contents are checked against the files git tracks.
     """
     session.install("build>=1.2", "twine>=5")
     version = re.search(
