@@ -98,10 +98,10 @@ class AsyncClient(ClientBase[AsyncTransport]):
         return self._store_metadata(key, interpret_metadata(req, await self._send(req)))
 
     async def _send(self, req: PreparedRequest) -> RawResponse:
-        state = RetryState(self._config)
+        state = RetryState(self._config, req)
         while True:
             try:
-                raw = await self._transport.send(req)
+                raw = await self._transport.send(req, state.deadline)
             except GraphPipeError as exc:
                 delay = state.after_error(exc)
             else:

@@ -38,8 +38,10 @@ class Client(ClientBase[SyncTransport]):
         url: the model URL, e.g. ``http://127.0.0.1:9000``. User-info in the
             URL (``http://user:pass@host``) is sent as HTTP Basic auth and
             never shown in messages.
-        timeout: seconds, a ``(connect, read)`` tuple, a :class:`Timeout`, or
-            ``None`` to wait forever. Default: 5 s to connect, 60 s per read.
+        timeout: seconds, a ``(connect, read)`` tuple, a :class:`Timeout`
+            (which also takes ``total=``, a deadline for the whole call), or
+            ``None`` to wait forever. Default: 5 s to connect, 60 s per read,
+            no total.
         retries: how many times a call is retried when the request never
             reached the server (connection refused, connect timeout) or the
             server answered 503; an ``int``, a :class:`RetryPolicy`, or
@@ -53,6 +55,10 @@ class Client(ClientBase[SyncTransport]):
         max_response_bytes: refuse larger responses before allocating
             (default 2 GiB - 1, FlatBuffers' own limit); ``None`` for no limit.
         pool_size: connections kept alive per host.
+        idempotent: ``True`` declares that the model may safely run twice on
+            the same input: a call whose connection broke after the request was
+            sent is then retried too (within ``retries``). Default ``False``:
+            a request the server may have run is never sent again.
 
     Example:
         >>> import numpy as np
@@ -128,10 +134,10 @@ class Client(ClientBase[SyncTransport]):
         return self._store_metadata(key, interpret_metadata(req, self._send(req)))
 
     def _send(self, req: PreparedRequest) -> RawResponse:
-        state = RetryState(self._config)
+        state = RetryState(self._config, req)
         while True:
             try:
-                raw = self._transport.send(req)
+                raw = self._transport.send(req, state.deadline)
             except GraphPipeError as exc:
                 delay = state.after_error(exc)
             else:

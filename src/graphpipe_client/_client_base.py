@@ -46,6 +46,7 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         cert: str | tuple[str, str] | None = None,
         max_response_bytes: int | None = DEFAULT_MAX_RESPONSE_BYTES,
         pool_size: int = 10,
+        idempotent: bool = False,
     ) -> None:
         if url is not None:
             parse_endpoint(url)  # fail early on a bad URL
@@ -58,6 +59,7 @@ class ClientBase(abc.ABC, Generic[TransportT]):
             cert=cert,
             max_response_bytes=max_response_bytes,
             pool_size=pool_size,
+            idempotent=idempotent,
         )
         self._metadata_cache: dict[str, ModelMetadata] = {}
         self._cache_lock = threading.Lock()
