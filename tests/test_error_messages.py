@@ -87,7 +87,7 @@ def test_one_line_is_one_printable_line_within_the_limit(text: str, limit: int) 
     assert len(line) <= limit
 
 
-PRINTABLE = st.characters(blacklist_categories=["Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"])
+PRINTABLE = st.characters(exclude_categories=["Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"])
 
 
 @given(st.text(alphabet=PRINTABLE, max_size=500))
@@ -128,7 +128,7 @@ def test_summary_of_an_html_page_is_bounded_and_marked(pieces: list[str]) -> Non
 
 
 @given(
-    st.text(alphabet=st.characters(blacklist_characters="<&"), max_size=150).filter(
+    st.text(alphabet=st.characters(exclude_characters="<&"), max_size=150).filter(
         lambda t: any(c.isalnum() for c in t)
     )
 )
