@@ -226,7 +226,7 @@ def answer_then(how: Action) -> tuple[Action, threading.Event]:
 
 
 def stale_connections_look_alive(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Disable both idle checks (urllib3's in ``_get_conn``, the transport's own).
+    """Disable the transport's idle check (and urllib3's, in ``_get_conn``, unused now).
 
     The client then writes on a connection the server already closed, as it
     does when the close arrives just after the checks.
@@ -916,7 +916,10 @@ def test_async_transport_installs_the_tracking_backend_on_httpx_pool() -> None:
         async with gp.AsyncClient(url, timeout=FAST, retries=NO_RETRY) as c:
             await c.execute(X)
             httpx_client = await c._transport._client()
-            pool = httpx_client._transport._pool  # type: ignore[attr-defined]
+            router = httpx_client._transport  # type: ignore[attr-defined]
+            assert isinstance(router, _transport_async._ProxyRouter)
+            (transport,) = router._transports.values()  # direct: no proxy
+            pool = transport._pool
             assert isinstance(pool._network_backend, _transport_async._TrackingBackend)
             (conn,) = pool.connections
             stream = conn._connection._network_stream

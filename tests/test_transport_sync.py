@@ -10,6 +10,7 @@ outputs view; both are checked here by recording what reaches the socket.
 
 from __future__ import annotations
 
+import queue
 import socket
 import ssl
 import threading
@@ -83,17 +84,22 @@ def test_urllib3_properties_the_transport_relies_on(
 
     monkeypatch.setattr(urllib3.util.connection, "create_connection", create_connection)
 
-    # 1. connection_from_host() gives a pool whose _get_conn()/_put_conn() hand
-    #    out and take back connections (the transport's own PoolManager arguments).
+    # 1. connection_from_host() gives a pool whose .pool queues idle connections
+    #    (None for a free slot), whose _new_conn() makes an unopened connection, and
+    #    whose _put_conn() takes one back: what _transport_sync._checkout uses.
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     with listener, gp.Client(f"http://127.0.0.1:{port}") as client:
-        manager = client._transport._manager
+        manager = client._transport._manager(None)
         assert isinstance(manager, urllib3.PoolManager)
         pool = manager.connection_from_host("127.0.0.1", port, "http")
         assert isinstance(pool, urllib3.HTTPConnectionPool)
         assert pool is manager.connection_from_host("127.0.0.1", port, "http")
-        conn = pool._get_conn()
+        assert isinstance(pool.pool, queue.LifoQueue)
+        assert pool.pool.get(block=False) is None  # a free slot
+        pool.pool.put(None)
+        conn = _transport_sync._checkout(pool)
+        assert isinstance(conn, urllib3.connection.HTTPConnection)
         assert conn.sock is None  # not connected yet
 
         # 2. connect() opens under conn.timeout and leaves the socket in conn.sock ...
@@ -105,14 +111,14 @@ def test_urllib3_properties_the_transport_relies_on(
         assert sock.gettimeout() == 1.25
         assert conn.is_verified is False
         pool._put_conn(conn)
-        again = pool._get_conn()
+        again = _transport_sync._checkout(pool)
         assert again is conn and again.sock is sock  # kept alive, the same socket
         # ... and close() closes it and resets conn.sock, so the pool reconnects next time.
         conn.close()
         assert conn.sock is None
         assert sock.fileno() == -1
         pool._put_conn(conn)
-        assert pool._get_conn() is conn
+        assert _transport_sync._checkout(pool) is conn
         conn.connect()
         assert conn.sock is not None and conn.sock is not sock
         conn.close()
@@ -122,9 +128,9 @@ def test_urllib3_properties_the_transport_relies_on(
     # the transport catches it first to tell "refused" from "timed out".
     assert issubclass(NewConnectionError, ConnectTimeoutError)
     with gp.Client(f"http://127.0.0.1:{port}") as client:  # the listener is closed
-        conn = client._transport._manager.connection_from_host(
-            "127.0.0.1", port, "http"
-        )._get_conn()
+        conn = _transport_sync._checkout(
+            client._transport._manager(None).connection_from_host("127.0.0.1", port, "http")
+        )
         conn.timeout = 1.0
         with pytest.raises(NewConnectionError):
             conn.connect()
@@ -132,8 +138,10 @@ def test_urllib3_properties_the_transport_relies_on(
     # TLS: connect() does the handshake and the host-name check; conn.is_verified says so.
     with tls_listener(pki["server"]) as tls_port:
         with gp.Client(f"https://127.0.0.1:{tls_port}", verify=pki["client"]) as client:
-            pool = client._transport._manager.connection_from_host("127.0.0.1", tls_port, "https")
-            conn = pool._get_conn()
+            pool = client._transport._manager(None).connection_from_host(
+                "127.0.0.1", tls_port, "https"
+            )
+            conn = _transport_sync._checkout(pool)
             conn.timeout = 2.0
             conn.connect()
             assert isinstance(conn.sock, ssl.SSLSocket)
@@ -143,9 +151,11 @@ def test_urllib3_properties_the_transport_relies_on(
             assert conn.sock is None
             pool._put_conn(conn)
         with gp.Client(f"https://127.0.0.1:{tls_port}", verify=False) as client:
-            conn = client._transport._manager.connection_from_host(
-                "127.0.0.1", tls_port, "https"
-            )._get_conn()
+            conn = _transport_sync._checkout(
+                client._transport._manager(None).connection_from_host(
+                    "127.0.0.1", tls_port, "https"
+                )
+            )
             conn.timeout = 2.0
             conn.connect()
             assert isinstance(conn.sock, ssl.SSLSocket)
@@ -155,9 +165,9 @@ def test_urllib3_properties_the_transport_relies_on(
         tls_listener(pki["wrong-name"]) as tls_port,
         gp.Client(f"https://127.0.0.1:{tls_port}", verify=pki["client"]) as client,
     ):
-        conn = client._transport._manager.connection_from_host(
-            "127.0.0.1", tls_port, "https"
-        )._get_conn()
+        conn = _transport_sync._checkout(
+            client._transport._manager(None).connection_from_host("127.0.0.1", tls_port, "https")
+        )
         conn.timeout = 2.0
         with pytest.raises((urllib3.exceptions.SSLError, ssl.SSLError, ssl.CertificateError)):
             conn.connect()
@@ -268,10 +278,12 @@ def test_a_connection_goes_back_to_the_pool_only_when_clean() -> None:
         scripted(ok(), ok(extra=b"Connection: close\r\n"), ok() + b"junk", ok()) as server,
         gp.Client(server.url, timeout=FAST, retries=NO_RETRY) as client,
     ):
-        pool = client._transport._manager.connection_from_host("127.0.0.1", server.port, "http")
+        pool = client._transport._manager(None).connection_from_host(
+            "127.0.0.1", server.port, "http"
+        )
 
         def pooled_socket() -> object:
-            conn = pool._get_conn()
+            conn = _transport_sync._checkout(pool)
             sock = conn.sock
             pool._put_conn(conn)
             return sock

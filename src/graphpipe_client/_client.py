@@ -59,6 +59,12 @@ class Client(ClientBase[SyncTransport]):
             the same input: a call whose connection broke after the request was
             sent is then retried too (within ``retries``). Default ``False``:
             a request the server may have run is never sent again.
+        proxy: a proxy for every request, e.g. ``http://user:pass@proxy:3128``
+            (``http://`` URLs are forwarded, ``https://`` ones tunnelled with
+            ``CONNECT``). Default: from the environment.
+        trust_env: honour ``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY`` and
+            ``NO_PROXY`` (read when the client is created) when ``proxy`` is
+            not given. Default ``True``, as in requests and httpx.
 
     Example:
         >>> import numpy as np

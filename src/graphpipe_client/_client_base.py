@@ -47,6 +47,8 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         max_response_bytes: int | None = DEFAULT_MAX_RESPONSE_BYTES,
         pool_size: int = 10,
         idempotent: bool = False,
+        proxy: str | None = None,
+        trust_env: bool = True,
     ) -> None:
         if url is not None:
             parse_endpoint(url)  # fail early on a bad URL
@@ -60,6 +62,8 @@ class ClientBase(abc.ABC, Generic[TransportT]):
             max_response_bytes=max_response_bytes,
             pool_size=pool_size,
             idempotent=idempotent,
+            proxy=proxy,
+            trust_env=trust_env,
         )
         self._metadata_cache: dict[str, ModelMetadata] = {}
         self._cache_lock = threading.Lock()

@@ -14,6 +14,7 @@ from email.utils import parsedate_to_datetime
 from typing import Final, TypeAlias
 
 from ._exceptions import InvalidHeader, InvalidOption
+from ._proxy import parse_proxy
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
@@ -196,6 +197,9 @@ class ClientConfig:
     max_response_bytes: int | None = DEFAULT_MAX_RESPONSE_BYTES
     pool_size: int = 10
     idempotent: bool = False
+    # May hold credentials (user-info): never in a repr.
+    proxy: str | None = field(default=None, repr=False)
+    trust_env: bool = True
 
     @classmethod
     def build(
@@ -209,6 +213,8 @@ class ClientConfig:
         max_response_bytes: int | None = DEFAULT_MAX_RESPONSE_BYTES,
         pool_size: int = 10,
         idempotent: bool = False,
+        proxy: str | None = None,
+        trust_env: bool = True,
     ) -> ClientConfig:
         """Validate the public constructor arguments of a client."""
         if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
@@ -227,6 +233,10 @@ class ClientConfig:
                 "the context with ctx.load_cert_chain(...)"
             )
         hdrs = validate_headers(headers)
+        if proxy is not None:
+            parse_proxy(proxy)  # InvalidOption now, not at the first call
+        if not isinstance(trust_env, bool):
+            raise InvalidOption(f"trust_env must be True or False, not {type(trust_env).__name__}")
         if not isinstance(idempotent, bool):
             raise InvalidOption(
                 f"idempotent must be True or False, not {type(idempotent).__name__}"
@@ -240,6 +250,8 @@ class ClientConfig:
             max_response_bytes=max_response_bytes,
             pool_size=pool_size,
             idempotent=idempotent,
+            proxy=proxy,
+            trust_env=trust_env,
         )
 
     def with_timeout(self, timeout: TimeoutTypes | Unset) -> Timeout:

@@ -65,6 +65,7 @@ from ._exceptions import (
     TransportError,
 )
 from ._messages import EncodedMessage
+from ._proxy import Proxy, ProxyChooser
 
 __all__ = ["BODY_SLICE", "AsyncTransport"]
 
@@ -162,6 +163,41 @@ def _tracked_transport(**kwargs: Any) -> httpx.AsyncHTTPTransport:
     return transport
 
 
+class _ProxyRouter(httpx.AsyncBaseTransport):
+    """Sends each request direct or through its proxy, as :class:`._proxy.ProxyChooser` says.
+
+    One tracked transport (pool) per proxy, made on first use; the sync client
+    chooses with the same rules, so both agree on every URL.
+    """
+
+    def __init__(
+        self, chooser: ProxyChooser, ssl_context: ssl.SSLContext, limits: httpx.Limits
+    ) -> None:
+        self._chooser = chooser
+        self._ssl = ssl_context
+        self._limits = limits
+        self._transports: dict[Proxy | None, httpx.AsyncHTTPTransport] = {}
+
+    def _transport(self, url: httpx.URL) -> httpx.AsyncHTTPTransport:
+        port = url.port or (443 if url.scheme == "https" else 80)
+        proxy = self._chooser.choose(url.scheme, url.host, port)
+        transport = self._transports.get(proxy)
+        if transport is None:
+            kwargs: dict[str, Any] = {"verify": self._ssl, "limits": self._limits}
+            if proxy is not None:
+                kwargs["proxy"] = httpx.Proxy(proxy.url_with_credentials)
+            transport = self._transports[proxy] = _tracked_transport(**kwargs)
+        return transport
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self._transport(request.url).handle_async_request(request)
+
+    async def aclose(self) -> None:
+        for transport in list(self._transports.values()):
+            await transport.aclose()
+        self._transports.clear()
+
+
 _transports: weakref.WeakSet[AsyncTransport] = weakref.WeakSet()
 
 
@@ -189,6 +225,7 @@ class AsyncTransport:
     def __init__(self, config: ClientConfig) -> None:
         self._config = config
         self._ssl: ssl.SSLContext = make_ssl_context(config.verify, config.cert)
+        self._proxies = ProxyChooser(config.proxy, config.trust_env)
         self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopPool] = (
             weakref.WeakKeyDictionary()
         )
@@ -206,9 +243,9 @@ class AsyncTransport:
             size = self._config.pool_size
             limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
             client = httpx.AsyncClient(
-                transport=_tracked_transport(verify=self._ssl, limits=limits),
+                transport=_ProxyRouter(self._proxies, self._ssl, limits),
                 follow_redirects=False,
-                trust_env=False,
+                trust_env=False,  # the router reads the environment, as the sync client does
             )
             keeper = _keeper(client)
             await keeper.__anext__()  # registers it with the loop's async generators

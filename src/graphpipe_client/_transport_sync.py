@@ -21,18 +21,27 @@ below its public API. It relies on these properties of urllib3, each covered
 by ``tests/test_transport_sync.py`` so that an upgrade that changes them
 fails loudly:
 
-1. ``PoolManager.connection_from_host()`` returns a pool whose
-   ``_get_conn()``/``_put_conn()`` hand out and take back connections.
+1. ``PoolManager.connection_from_host()`` returns a pool whose ``pool`` is a
+   queue of idle connections (``None`` for a free slot), whose ``_new_conn()``
+   makes a connection that is not open yet, and whose ``_put_conn()`` takes
+   one back (see :func:`_checkout`).
 2. ``conn.connect()`` opens the connection (TLS handshake and host name
    check included) under ``conn.timeout`` and leaves the socket in
    ``conn.sock``; ``conn.close()`` closes it and sets ``conn.sock`` to
-   ``None``, so the pool opens a new one next time.
+   ``None``, so the pool opens a new one next time; ``conn.is_verified`` says
+   whether the TLS peer was verified.
+3. Through a proxy: ``ProxyManager.connection_from_host()`` of an ``http``
+   target is a pool of connections to the proxy (we write absolute-form
+   requests); of an ``https`` target, a pool whose connections go to the
+   proxy, which ``conn.set_tunnel(host, port, headers, scheme)`` before
+   ``connect()`` turns into a ``CONNECT`` tunnel with TLS to the target.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import queue
 import socket
 import ssl
 import threading
@@ -44,6 +53,7 @@ from urllib.parse import quote
 
 import urllib3
 from urllib3.exceptions import (
+    ClosedPoolError,
     ConnectTimeoutError,
     HTTPError,
     InsecureRequestWarning,
@@ -74,6 +84,7 @@ from ._exceptions import (
     TLSError,
     TransportError,
 )
+from ._proxy import Proxy, ProxyChooser
 
 __all__ = ["SyncTransport"]
 
@@ -121,13 +132,20 @@ def _send_gathered(sock: Any, parts: list[bytes | bytearray | memoryview]) -> No
 _TARGET_SAFE: Final = "!#$%&'()*+,/:;=?@[]~"
 
 
-def request_head(method: str, ep: Endpoint, headers: dict[str, str]) -> bytes:
+def request_head(
+    method: str, ep: Endpoint, headers: dict[str, str], forward: Proxy | None = None
+) -> bytes:
     """The request head up to the value of ``Content-Length`` (always the last header).
 
+    With ``forward`` (an HTTP proxy that forwards the request), the target is
+    the absolute URL and the proxy's credentials go in ``Proxy-Authorization``.
     Header names and values were validated when the client was configured
-    (tokens; latin-1 values without control characters), so this cannot fail.
+    (tokens; ASCII values without control characters), so this cannot fail.
     """
     target = quote(ep.target, safe=_TARGET_SAFE)
+    if forward is not None:
+        target = quote(ep.url.split("#", 1)[0], safe=_TARGET_SAFE)
+        headers = {**forward.headers, **headers}
     lines = [f"{method} {target} HTTP/1.1".encode("ascii")]
     if not any(k.lower() == "host" for k in headers):
         host = f"[{ep.host}]" if ":" in ep.host else ep.host
@@ -340,36 +358,52 @@ if hasattr(os, "register_at_fork"):
 
 
 class SyncTransport:
-    """Sends :class:`PreparedRequest` objects; one urllib3 pool per host, keep-alive."""
+    """Sends :class:`PreparedRequest` objects; one urllib3 pool per host (and proxy), keep-alive."""
 
     def __init__(self, config: ClientConfig) -> None:
         self._config = config
         self._ssl = make_ssl_context(config.verify, config.cert)
-        self._manager = self._new_manager()
-        # Request heads, per method, endpoint and headers.
-        self._heads: dict[tuple[str, Endpoint, tuple[tuple[str, str], ...]], bytes] = {}
-        self._abandoned: list[urllib3.PoolManager] = []
+        self._proxies = ProxyChooser(config.proxy, config.trust_env)
+        # One manager for direct connections (None) and one per proxy.
+        self._managers: dict[Proxy | None, urllib3.PoolManager] = {}
+        self._managers_lock = threading.Lock()
+        # Request heads, per method, endpoint, headers and proxy.
+        self._heads: dict[tuple[str, Endpoint, tuple[tuple[str, str], ...], bool], bytes] = {}
+        self._abandoned: list[object] = []
         with _transports_lock:
             _transports.add(self)
 
-    def _new_manager(self) -> urllib3.PoolManager:
+    def _manager(self, proxy: Proxy | None) -> urllib3.PoolManager:
+        manager = self._managers.get(proxy)
+        if manager is not None:
+            return manager
+        with self._managers_lock:
+            manager = self._managers.get(proxy)
+            if manager is None:
+                manager = self._managers[proxy] = self._new_manager(proxy)
+            return manager
+
+    def _new_manager(self, proxy: Proxy | None) -> urllib3.PoolManager:
         config = self._config
         kwargs: dict[str, Any] = {"maxsize": config.pool_size, "block": False, "retries": False}
         kwargs["ssl_context"] = self._ssl
         if config.verify is False:
             kwargs["cert_reqs"] = "CERT_NONE"
             kwargs["assert_hostname"] = False
-        return urllib3.PoolManager(num_pools=32, **kwargs)
+        if proxy is None:
+            return urllib3.PoolManager(num_pools=32, **kwargs)
+        return urllib3.ProxyManager(proxy.url, num_pools=32, proxy_headers=proxy.headers, **kwargs)
 
     def _forget_connections(self) -> None:
         # Kept referenced, so that garbage collection does not even close the
         # child's copies of the parent's file descriptors behind its back.
-        self._abandoned.append(self._manager)
-        self._manager = self._new_manager()
+        self._abandoned.append(self._managers)
+        self._managers = {}
 
     def close(self) -> None:
         """Close every pooled connection."""
-        self._manager.clear()
+        for manager in list(self._managers.values()):
+            manager.clear()
 
     def send(self, req: PreparedRequest, deadline: float | None = None) -> RawResponse:
         """Send ``req``; map every failure to a :class:`GraphPipeError`.
@@ -396,8 +430,9 @@ class SyncTransport:
         where = ep.redacted
         clock = _Clock(req.timeout.read, deadline)
         try:
-            pool = self._manager.connection_from_host(ep.host, ep.port, ep.scheme)
-            conn: Any = pool._get_conn()
+            proxy = self._proxies.choose(ep.scheme, ep.host, ep.port)
+            pool = self._manager(proxy).connection_from_host(ep.host, ep.port, ep.scheme)
+            conn: Any = _checkout(pool)
         except (HTTPError, OSError) as exc:  # e.g. a closed pool
             raise TransportError(f"request to {where} failed: {_reason(exc)}", url=where) from exc
         try:
@@ -411,8 +446,9 @@ class SyncTransport:
                 conn.close()
                 reused = False
             if not reused:
-                self._connect(conn, req, clock)
-            raw, keep = self._exchange(conn, req, clock, reused and may_resend)
+                self._connect(conn, req, clock, proxy)
+            forward = proxy is not None and ep.scheme == "http"
+            raw, keep = self._exchange(conn, req, clock, reused and may_resend, forward, proxy)
         except BaseException:
             conn.close()
             pool._put_conn(conn)
@@ -422,11 +458,17 @@ class SyncTransport:
         pool._put_conn(conn)
         return raw
 
-    def _connect(self, conn: Any, req: PreparedRequest, clock: _Clock) -> None:
-        where = req.endpoint.redacted
+    def _connect(self, conn: Any, req: PreparedRequest, clock: _Clock, proxy: Proxy | None) -> None:
+        ep = req.endpoint
+        where = ep.redacted
+        if proxy is not None:
+            where = f"{where} through the proxy {proxy.redacted}"
         connect = req.timeout.connect
         try:
             conn.timeout = clock.wait(connect)
+            if proxy is not None and ep.scheme == "https":
+                # CONNECT to the model server, then TLS with it end to end.
+                conn.set_tunnel(ep.host, ep.port, headers=proxy.headers, scheme=proxy.scheme)
             conn.connect()
             if conn.is_verified is False and req.endpoint.scheme == "https":
                 # As urllib3 itself warns for each unverified HTTPS request.
@@ -451,26 +493,28 @@ class SyncTransport:
                 raise TLSError(f"TLS with {where} failed: {_reason(exc)}", url=where) from exc
             raise ConnectError(f"cannot connect to {where}: {_reason(exc)}", url=where) from exc
 
-    def _head(self, req: PreparedRequest) -> bytes:
-        key = (req.method, req.endpoint, tuple(req.headers.items()))
+    def _head(self, req: PreparedRequest, forward: Proxy | None) -> bytes:
+        key = (req.method, req.endpoint, tuple(req.headers.items()), forward is not None)
         head = self._heads.get(key)
         if head is None:
             if len(self._heads) > 256:
                 self._heads.clear()
-            head = self._heads[key] = request_head(req.method, req.endpoint, req.headers)
+            head = self._heads[key] = request_head(req.method, req.endpoint, req.headers, forward)
         return head
 
-    def _write(self, sock: Any, req: PreparedRequest, clock: _Clock) -> None:
+    def _write(self, sock: Any, req: PreparedRequest, clock: _Clock, forward: Proxy | None) -> None:
         try:
-            self._write_all(sock, req, clock)
+            self._write_all(sock, req, clock, forward)
         except TimeoutError:
             if clock.cut:
                 raise _DeadlinePassed from None
             raise
 
-    def _write_all(self, sock: Any, req: PreparedRequest, clock: _Clock) -> None:
+    def _write_all(
+        self, sock: Any, req: PreparedRequest, clock: _Clock, forward: Proxy | None
+    ) -> None:
         body = req.body
-        head = self._head(req) + b"%d\r\n\r\n" % body.nbytes
+        head = self._head(req, forward) + b"%d\r\n\r\n" % body.nbytes
         sock.settimeout(clock.wait(req.timeout.read))
         if body.nbytes <= SMALL_BODY:
             _send_gathered(sock, [head, *body.segments])
@@ -484,16 +528,26 @@ class SyncTransport:
                 sock.sendall(view[start : start + SEND_SLICE])  # straight from the array
 
     def _exchange(
-        self, conn: Any, req: PreparedRequest, clock: _Clock, may_resend: bool
+        self,
+        conn: Any,
+        req: PreparedRequest,
+        clock: _Clock,
+        may_resend: bool,
+        forward: bool = False,
+        proxy: Proxy | None = None,
     ) -> tuple[RawResponse, bool]:
-        """Write ``req`` on ``conn`` and read the response; and whether ``conn`` may be kept."""
+        """Write ``req`` on ``conn`` and read the response; and whether ``conn`` may be kept.
+
+        ``forward``: ``conn`` goes to the HTTP proxy ``proxy``, which forwards
+        the request (written in absolute form).
+        """
         where = req.endpoint.redacted
         sock = conn.sock
         write_error: OSError | None = None
         started = False
         try:
             try:
-                self._write(sock, req, clock)
+                self._write(sock, req, clock, proxy if forward else None)
             except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError) as exc:
                 # The server closed the connection. It may have answered first
                 # (e.g. a 413 to a body it refuses): read what it sent.
@@ -630,6 +684,23 @@ class SyncTransport:
             body = view
         # A byte past the body belongs to no request: do not reuse the connection.
         return RawResponse(status, head.reason, retry_after, body), clean and not reader.buffered()
+
+
+def _checkout(pool: Any) -> Any:
+    """A connection of ``pool``: an idle one (newest first), or a new one (not yet open).
+
+    What ``pool._get_conn()`` does, without its liveness check (the transport
+    makes its own, just before use) and so without its misleading DEBUG log
+    ("Resetting dropped connection") for every connection that was never open.
+    """
+    queue_ = pool.pool
+    if queue_ is None:
+        raise ClosedPoolError(pool, "Pool is closed.")
+    try:
+        conn = queue_.get(block=False)
+    except queue.Empty:
+        conn = None
+    return conn or pool._new_conn()
 
 
 def _too_large(req: PreparedRequest, produced: int) -> ResponseTooLargeError:
