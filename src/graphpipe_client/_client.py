@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ._client_base import ClientBase
+from ._client_base import ClientBase, outputs_by_name
 from ._config import UNSET, TimeoutTypes, Unset
 from ._core import (
     PreparedRequest,
@@ -125,6 +125,36 @@ class Client(ClientBase[SyncTransport]):
         """
         req = self._prepare_execute_multi(inputs, input_names, output_names, config, url, timeout)
         return interpret_infer(req, self._send(req))
+
+    def execute_named(
+        self,
+        inputs: Any,
+        output_names: Sequence[str] | None = None,
+        *,
+        config: str | bytes | None = None,
+        url: str | None = None,
+        timeout: TimeoutTypes | Unset = UNSET,
+    ) -> dict[str, np.ndarray]:
+        """Run the model; return every output under its name: ``{name: array}``.
+
+        ``inputs`` is a mapping ``{input name: array}``, a list of arrays (in
+        the model's input order) or one array. The result's keys are
+        ``output_names`` when given (those outputs, in that order), else the
+        model's output names from its metadata (cached per client: one
+        metadata call for the first use). Unlike :meth:`execute`, the result
+        has the same form whatever the number of outputs.
+
+        Example:
+            >>> import numpy as np
+            >>> from graphpipe_client import Client
+            >>> from graphpipe_client.testing import serve
+            >>> with serve(lambda a, b: a + b) as server, Client(server.url) as client:
+            ...     client.execute_named({"input0": np.ones(2), "input1": np.ones(2)})
+            {'output0': array([2., 2.])}
+        """
+        req = self._prepare_named(inputs, output_names, config, url, timeout)
+        meta = None if output_names is not None else self.metadata(url=url, timeout=timeout)
+        return outputs_by_name(output_names, meta, interpret_infer(req, self._send(req)))
 
     def metadata(
         self,

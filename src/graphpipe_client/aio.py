@@ -28,6 +28,7 @@ from ._shared import SharedClient, io_names, io_shapes, io_types
 __all__ = [
     "execute",
     "execute_multi",
+    "execute_named",
     "get_input_names",
     "get_input_shapes",
     "get_input_types",
@@ -73,6 +74,24 @@ async def execute_multi(
     """Run the model at ``uri`` on several inputs; always returns a list of arrays."""
     return await shared_client().execute_multi(
         inputs, input_names, output_names, config, url=uri, timeout=timeout
+    )
+
+
+async def execute_named(
+    uri: str,
+    inputs: Any,
+    output_names: Sequence[str] | None = None,
+    *,
+    config: str | bytes | None = None,
+    timeout: TimeoutTypes | Unset = UNSET,
+) -> dict[str, np.ndarray]:
+    """Run the model at ``uri``; every output under its name (see ``Client.execute_named``).
+
+    Not in the 2018 module: ``inputs`` may be a mapping ``{name: array}``, and
+    the result is always a ``dict``, whatever the number of outputs.
+    """
+    return await shared_client().execute_named(
+        inputs, output_names, config=config, url=uri, timeout=timeout
     )
 
 
