@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pytest
 
 import graphpipe_client as gp
 from graphpipe_client import codec
@@ -541,7 +542,9 @@ class Call:
 
 
 def run(kind: str, url: str, calls: int | list[Call], **client_kwargs: Any) -> list[Result]:
-    """Make ``calls`` calls, one after the other, on ONE client of ``kind`` ("sync"/"async").
+    """Make ``calls`` calls, one after the other, on ONE client of ``kind``.
+
+    ``kind`` is "sync", "async" (the standard event loop) or "uvloop".
 
     Each call sends its own :func:`unique_x`. A :class:`GraphPipeError` is
     returned as the outcome; anything else propagates (an untyped error fails
@@ -578,7 +581,12 @@ def run(kind: str, url: str, calls: int | list[Call], **client_kwargs: Any) -> l
                     out = exc
                 results.append(Result(c.x, out, time.monotonic() - start))
 
-    asyncio.run(main())
+    if kind == "uvloop":  # the fast path on uvloop's event loop
+        uvloop = pytest.importorskip("uvloop")
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(main())
+    else:
+        asyncio.run(main())
     return results
 
 

@@ -42,6 +42,8 @@ import hostile as h
 from hostile import Call, Conn, Request, Server, run
 
 KINDS = ["sync", "async"]
+# Tests whose calls all go through hostile.run also run the fast path on uvloop.
+RUN_KINDS = [*KINDS, "uvloop"]
 REUSE = [pytest.param(False, id="fresh"), pytest.param(True, id="kept-alive")]
 
 
@@ -143,7 +145,7 @@ def test_bytes_after_a_response_never_reach_the_next_call(
     check_next(srv, res, f)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", RUN_KINDS)
 @pytest.mark.parametrize("reused", REUSE)
 def test_connection_close_response_followed_by_a_stray_one(kind: str, reused: bool) -> None:
     # "Connection: close" and yet the server goes on: the client must not reuse it.
@@ -180,7 +182,7 @@ def next_call_waits(n: int, f: int, delay: float) -> list[Call]:
     return plan
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", RUN_KINDS)
 @pytest.mark.parametrize("reused", REUSE)
 @pytest.mark.parametrize("delay", WHEN)
 def test_400_then_stray_bytes(kind: str, reused: bool, delay: float) -> None:
@@ -204,7 +206,7 @@ def test_400_then_stray_bytes(kind: str, reused: bool, delay: float) -> None:
     check_next(srv, res, f)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", RUN_KINDS)
 @pytest.mark.parametrize("reused", REUSE)
 def test_503_then_stray_bytes_the_retry_gets_its_own_answer(kind: str, reused: bool) -> None:
     # The 503 is retried: the retry must not go out on the poisoned
@@ -277,7 +279,7 @@ INTERIMS: dict[str, list[bytes | float]] = {
 }
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", RUN_KINDS)
 @pytest.mark.parametrize("reused", REUSE)
 @pytest.mark.parametrize("interim", list(INTERIMS))
 def test_interim_responses_are_skipped(kind: str, reused: bool, interim: str) -> None:
@@ -307,7 +309,7 @@ def test_interim_responses_are_skipped(kind: str, reused: bool, interim: str) ->
     check_next(srv, res, f)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", RUN_KINDS)
 @pytest.mark.parametrize("reused", REUSE)
 def test_101_switching_protocols_is_an_error_not_an_interim(kind: str, reused: bool) -> None:
     # We never ask for an upgrade: a 101 is a broken server, not a 1xx to
@@ -323,7 +325,7 @@ def test_101_switching_protocols_is_an_error_not_an_interim(kind: str, reused: b
     check_next(srv, res, f)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", RUN_KINDS)
 @pytest.mark.parametrize("reused", REUSE)
 def test_a_flood_of_interim_responses_then_the_answer(kind: str, reused: bool) -> None:
     # 2000 "100 Continue" (50 KB) before the 200: skipped one by one, or
@@ -339,7 +341,7 @@ def test_a_flood_of_interim_responses_then_the_answer(kind: str, reused: bool) -
     check_next(srv, res, f)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", RUN_KINDS)
 @pytest.mark.parametrize("reused", REUSE)
 def test_endless_interim_responses_end_by_the_deadline(kind: str, reused: bool) -> None:
     # A 103 every 10 ms, forever: each restarts the read timeout, so only the
@@ -409,7 +411,7 @@ def test_reset_after_the_request_was_read_is_resent_when_idempotent(
     check_next(srv, res, f)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", RUN_KINDS)
 @pytest.mark.parametrize("reused", REUSE)
 def test_idempotent_resends_stay_within_the_retries(kind: str, reused: bool) -> None:
     # Every attempt of this call is read, then reset: even declared
@@ -429,7 +431,7 @@ def test_idempotent_resends_stay_within_the_retries(kind: str, reused: bool) -> 
     check_next(srv, res, f)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", RUN_KINDS)
 @pytest.mark.parametrize("reused", REUSE)
 def test_reset_before_the_request_was_read(kind: str, reused: bool) -> None:
     # The race of a server that closes an idle kept-alive connection just as
@@ -655,7 +657,7 @@ def test_total_deadline_bounds_the_whole_call(
     check_next(srv, res, f)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", RUN_KINDS)
 @pytest.mark.parametrize("reused", REUSE)
 def test_total_deadline_while_the_server_does_not_read(kind: str, reused: bool) -> None:
     # A 64 MB request to a server that stops reading: the socket buffers fill
@@ -802,7 +804,7 @@ def test_bad_header_is_one_typed_error_that_hides_the_value(kind: str, case: str
         assert s not in shown, f"{s!r} shown in {shown!r}"
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", RUN_KINDS)
 def test_valid_headers_still_go_through(kind: str) -> None:
     # The validation must not refuse what HTTP allows (a tab and spaces in a
     # value, punctuation in a name).
@@ -978,7 +980,7 @@ FRAMING = {
 }
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", RUN_KINDS)
 @pytest.mark.parametrize("reused", REUSE)
 @pytest.mark.parametrize("fault", list(FRAMING))
 def test_broken_framing(kind: str, reused: bool, fault: str) -> None:
@@ -1000,7 +1002,7 @@ def test_broken_framing(kind: str, reused: bool, fault: str) -> None:
     check_next(srv, res, f)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", RUN_KINDS)
 @pytest.mark.parametrize("reused", REUSE)
 @pytest.mark.parametrize("then", ["drain", "close"])
 def test_early_413_while_the_request_is_being_sent(kind: str, reused: bool, then: str) -> None:
@@ -1042,7 +1044,7 @@ def test_early_413_while_the_request_is_being_sent(kind: str, reused: bool, then
     check_next(srv, res, f)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", RUN_KINDS)
 @pytest.mark.parametrize("reused", REUSE)
 @pytest.mark.parametrize("delay", [0.005, 0.05])
 def test_bytes_on_an_idle_kept_alive_connection(kind: str, reused: bool, delay: float) -> None:

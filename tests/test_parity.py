@@ -7,7 +7,6 @@ exception type (with the same status code, error entries, ...).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 
 import graphpipe_client as gp
+from aio_modes import MODES, run_in
 from graphpipe_client.testing import GraphPipeServer, serve
 
 # Every numeric wire type, from the package's own table (Null and String excluded).
@@ -153,7 +153,7 @@ def _run_sync(sc: Scenario, server: GraphPipeServer) -> Outcome:
             return Outcome(error=type(exc), details=_details(exc))
 
 
-def _run_async(sc: Scenario, server: GraphPipeServer) -> Outcome:
+def _run_async(sc: Scenario, server: GraphPipeServer, mode: str = "asyncio") -> Outcome:
     async def main() -> Outcome:
         async with gp.AsyncClient(sc.url or server.url, **sc.client_kwargs) as client:
             try:
@@ -161,7 +161,7 @@ def _run_async(sc: Scenario, server: GraphPipeServer) -> Outcome:
             except Exception as exc:
                 return Outcome(error=type(exc), details=_details(exc))
 
-    return asyncio.run(main())
+    return run_in(mode, main)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -178,9 +178,12 @@ def _same(a: Any, b: Any) -> bool:
 
 
 @pytest.mark.parametrize("sc", SCENARIOS, ids=[s.name for s in SCENARIOS])
-def test_sync_and_async_agree(sc: Scenario) -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_sync_and_async_agree(mode: str, sc: Scenario) -> None:
+    # Every async path (the fast one on asyncio and on uvloop; httpx under
+    # asyncio and under trio) against the sync client.
     outcomes = []
-    for run in (_run_sync, _run_async):
+    for run in (_run_sync, lambda sc, server: _run_async(sc, server, mode)):
         with serve(sc.model, **sc.serve_kwargs) as server:
             if sc.faults:
                 server.set_faults(**sc.faults)

@@ -911,7 +911,11 @@ def test_async_round_trips_of_both_sizes(x: np.ndarray) -> None:
     assert server.connections == 1
 
 
-def test_async_transport_installs_the_tracking_backend_on_httpx_pool() -> None:
+def test_async_transport_installs_the_tracking_backend_on_httpx_pool(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_transport_async, "FAST_PATH", False)  # the httpx path
+
     async def main(url: str) -> None:
         async with gp.AsyncClient(url, timeout=FAST, retries=NO_RETRY) as c:
             await c.execute(X)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
@@ -136,7 +135,7 @@ class AsyncClient(ClientBase[AsyncTransport]):
                 if retry_delay is None:
                     return raw
                 delay = retry_delay
-            await asyncio.sleep(delay)
+            await self._transport.sleep(delay)
 
     async def aclose(self) -> None:
         """Close the connections of the running loop. The client cannot be used afterwards."""

@@ -34,12 +34,14 @@ from __future__ import annotations
 import asyncio
 import os
 import ssl
+import sys
 import time
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import replace
 from typing import Any, Final, cast
 
+import anyio
 import httpcore
 import httpx
 
@@ -68,11 +70,43 @@ from ._exceptions import (
 from ._log import debug_enabled, log_exchange, log_failure
 from ._messages import EncodedMessage
 from ._proxy import Proxy, ProxyChooser
+from ._transport_asyncio import AsyncioTransport
 
 __all__ = ["BODY_SLICE", "AsyncTransport"]
 
 #: Largest piece of the request body handed to httpx at once.
 BODY_SLICE: Final = 1 << 20
+
+#: Whether direct requests under asyncio take the fast path
+#: (:mod:`._transport_asyncio`); the tests turn it off to exercise httpx.
+FAST_PATH = True
+
+
+def _running_loop() -> object:
+    """The running asyncio loop, or trio's token for the running ``trio.run``.
+
+    (What ``sniffio`` would tell, without the dependency: httpx no longer
+    brings it.) The pools of a loop are kept under it.
+    """
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    trio = sys.modules.get("trio")
+    if trio is not None:
+        try:
+            return trio.lowlevel.current_trio_token()
+        except RuntimeError:
+            pass
+    raise RuntimeError("AsyncClient needs a running asyncio event loop or trio.run()")
+
+
+def _under_asyncio() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 async def _body(segments: tuple[bytes | bytearray | memoryview, ...]) -> AsyncIterator[memoryview]:
@@ -228,18 +262,32 @@ class AsyncTransport:
         self._config = config
         self._ssl: ssl.SSLContext = make_ssl_context(config.verify, config.cert)
         self._proxies = ProxyChooser(config.proxy, config.trust_env)
-        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopPool] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._pools: weakref.WeakKeyDictionary[object, _LoopPool] = weakref.WeakKeyDictionary()
+        self._fast = AsyncioTransport(self._ssl, config.pool_size)
         self._abandoned: list[object] = []
         _transports.add(self)
 
     def _forget_pools(self) -> None:
         self._abandoned.append(self._pools)
+        self._abandoned.append(self._fast.forget())
         self._pools = weakref.WeakKeyDictionary()
 
+    def _takes_fast_path(self, req: PreparedRequest) -> bool:
+        """A direct request under asyncio (the standard loop or uvloop): the fast path."""
+        if not FAST_PATH or not _under_asyncio():
+            return False
+        ep = req.endpoint
+        return self._proxies.choose(ep.scheme, ep.host, ep.port) is None
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep in whichever event loop runs (asyncio or trio)."""
+        if _under_asyncio():
+            await asyncio.sleep(seconds)
+        else:
+            await anyio.sleep(seconds)
+
     async def _client(self) -> httpx.AsyncClient:
-        loop = asyncio.get_running_loop()
+        loop = _running_loop()
         pool = self._pools.get(loop)
         if pool is None:
             size = self._config.pool_size
@@ -255,17 +303,22 @@ class AsyncTransport:
         return pool.client
 
     async def aclose(self) -> None:
-        """Close the pool of the running loop (pools of loops already shut down are closed)."""
-        loop = asyncio.get_running_loop()
-        pool = self._pools.pop(loop, None)
+        """Close the pools of the running loop (pools of loops already shut down are closed)."""
+        pool = self._pools.pop(_running_loop(), None)
         if pool is not None:
             await pool.keeper.aclose()
+        if _under_asyncio():
+            await self._fast.aclose()
 
     async def send(self, req: PreparedRequest, deadline: float | None = None) -> RawResponse:
         """Send ``req``; map every failure to a :class:`GraphPipeError`.
 
         ``deadline`` (``time.monotonic()`` seconds) bounds the whole exchange.
+        A direct request under asyncio goes through the fast path; any other
+        (through a proxy, under trio) through httpx.
         """
+        if self._takes_fast_path(req):
+            return await self._fast.send(req, deadline)
         if not debug_enabled():
             return await self._send_within(req, deadline)
         started = time.perf_counter()
@@ -284,9 +337,12 @@ class AsyncTransport:
         if left <= 0:
             raise _deadline_error(req)
         try:
-            async with asyncio.timeout(left):
+            if _under_asyncio():
+                async with asyncio.timeout(left):
+                    return await self._send(req)
+            with anyio.fail_after(left):
                 return await self._send(req)
-        except TimeoutError as exc:  # the builtin: asyncio.timeout's own
+        except TimeoutError as exc:  # the builtin: asyncio.timeout's (and anyio's) own
             raise _deadline_error(req) from exc
 
     async def _send(self, req: PreparedRequest) -> RawResponse:
