@@ -94,7 +94,7 @@ def _memory_figures(
     size = data["response_bytes"]
     figures = []
     for name, m in data["clients"].items():
-        target = 1.1 if name == "graphpipe-client Client" else None
+        target = 1.1 if name.startswith("graphpipe-client") else None
         for key, how in (
             ("rss_extra", f"RSS ({m['rss_method']})"),
             ("traced_extra", "tracemalloc"),

@@ -112,12 +112,21 @@ def measure(port: int, repeats: int = 3, only: str | None = None) -> dict[str, A
         "clients": {},
     }
     loop = asyncio.new_event_loop()
+    loops = [loop]
     client = gp.Client(url)
     aclient = gp.AsyncClient(url)
     calls: dict[str, Callable[[], object]] = {
         "graphpipe-client Client": lambda: client.execute(x),
         "graphpipe-client AsyncClient": lambda: loop.run_until_complete(aclient.execute(x)),
     }
+    try:
+        import uvloop
+    except ImportError:
+        pass
+    else:
+        uv = uvloop.new_event_loop()
+        loops.append(uv)
+        calls[UVLOOP] = lambda: uv.run_until_complete(aclient.execute(x))
     old = legacy.load()
     if not isinstance(old, str):
         remote = old[0]
@@ -140,14 +149,21 @@ def measure(port: int, repeats: int = 3, only: str | None = None) -> dict[str, A
             "traced_samples": traced,
         }
     client.close()
-    loop.run_until_complete(aclient.aclose())
-    loop.run_until_complete(loop.shutdown_asyncgens())
-    loop.close()
+    for lp in loops:
+        lp.run_until_complete(aclient.aclose())
+        lp.run_until_complete(lp.shutdown_asyncgens())
+        lp.close()
     return result
 
 
 #: The clients :func:`measure` knows, by name.
-CLIENTS = ("graphpipe-client Client", "graphpipe-client AsyncClient", "graphpipe 2018 (requests)")
+UVLOOP = "graphpipe-client AsyncClient on uvloop"
+CLIENTS = (
+    "graphpipe-client Client",
+    "graphpipe-client AsyncClient",
+    UVLOOP,
+    "graphpipe 2018 (requests)",
+)
 
 
 def main() -> None:

@@ -97,7 +97,7 @@ class Figure:
         ratio = self.ratio
         if self.target is None or ratio is None:
             return None
-        return ratio <= self.target if self.lower_is_better else ratio > self.target
+        return ratio <= self.target if self.lower_is_better else ratio >= self.target
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
