@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 
 import numpy as np
 import pytest
@@ -138,3 +139,64 @@ def test_async_errors_are_mapped_never_leaked() -> None:
 
     with serve(double) as server:
         asyncio.run(main(server.url))
+
+
+# --------------------------------------------------------------------------
+# trio: the httpx path, through anyio
+
+
+def test_under_trio_concurrent_calls_each_get_their_own_answer() -> None:
+    trio = pytest.importorskip("trio")
+    results: dict[int, np.ndarray] = {}
+
+    async def main(url: str) -> None:
+        async with gp.AsyncClient(url, pool_size=4) as client:
+
+            async def one(i: int) -> None:
+                results[i] = await client.execute(np.full(3, i, np.int64))
+
+            async with trio.open_nursery() as nursery:
+                for i in range(40):
+                    nursery.start_soon(one, i)
+
+    with serve(double) as server:
+        trio.run(main, server.url)
+        assert server.connections_accepted <= 4
+    assert sorted(results) == list(range(40))
+    for i, y in results.items():
+        np.testing.assert_array_equal(y, np.full(3, 2 * i))
+
+
+def test_under_trio_the_total_timeout_bounds_the_call() -> None:
+    trio = pytest.importorskip("trio")
+
+    async def main(url: str) -> BaseException:
+        async with gp.AsyncClient(url, retries=0, timeout=gp.Timeout(read=5, total=0.3)) as c:
+            with pytest.raises(gp.DeadlineExceeded) as info:
+                await c.execute(np.ones(2))
+            return info.value
+
+    with serve(double) as server:
+        server.set_faults(delay=2.0)
+        started = time.monotonic()
+        trio.run(main, server.url)
+        assert time.monotonic() - started < 1.5
+
+
+def test_one_client_across_trio_runs_and_asyncio_runs() -> None:
+    trio = pytest.importorskip("trio")
+    client = gp.AsyncClient("http://127.0.0.1:1")  # the URL is given per call
+
+    async def call(url: str) -> np.ndarray:
+        y = await client.execute(np.arange(3.0), url=url)
+        assert isinstance(y, np.ndarray)
+        return y
+
+    async def close() -> None:
+        await client.aclose()
+
+    with serve(double) as server:
+        for _ in range(2):
+            np.testing.assert_array_equal(trio.run(call, server.url), np.arange(3.0) * 2)
+            np.testing.assert_array_equal(asyncio.run(call(server.url)), np.arange(3.0) * 2)
+        trio.run(close)

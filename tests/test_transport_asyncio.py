@@ -262,7 +262,7 @@ def test_direct_requests_take_the_fast_path_and_reuse_one_connection(loop_kind: 
     assert (count, idle) == (1, 1)
 
 
-def test_a_proxied_request_takes_the_httpx_path(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_proxied_request_takes_the_httpx_path() -> None:
     with serve(double) as server:
         # The bundled server takes the absolute-form request as its own.
         async def main() -> Any:

@@ -1,4 +1,8 @@
-"""The async transport: one POST over a pooled ``httpx.AsyncClient``.
+"""The async transport: the asyncio fast path, or one POST over a pooled ``httpx.AsyncClient``.
+
+A direct request under an asyncio loop (standard or uvloop) goes through
+:mod:`._transport_asyncio` (our own HTTP/1.1 on asyncio connections); a
+request through a proxy, or under trio, through httpx, as below.
 
 This is the only module that knows httpx. What it relies on, each covered by
 ``tests/test_transport_perf_paths.py``:

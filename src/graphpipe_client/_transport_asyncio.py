@@ -239,10 +239,10 @@ class _Connection(asyncio.BufferedProtocol):
 
     async def wait(self, clock: _Clock) -> None:
         """Wait for the next event, at most the read timeout without progress or the deadline."""
+        timeout = clock.wait(clock.read)  # raises once the deadline has passed
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
         self.waiter = waiter
-        timeout = clock.wait(clock.read)
         if timeout is not None:
             began = time.monotonic()
             self.timer = loop.call_later(timeout, self._on_timer, waiter, clock, began)
@@ -570,7 +570,7 @@ class AsyncioTransport:
         Returns what was forgotten, for the caller to keep referenced: collected,
         it would close the child's copies of the parent's sockets.
         """
-        old = self._loops
+        old = list(self._loops.values())  # strong references: a loop may be collected
         self._loops = weakref.WeakKeyDictionary()
         return old
 
