@@ -6,6 +6,7 @@ import email.parser
 import os
 import re
 import shutil
+import sys
 import tarfile
 import tempfile
 import zipfile
@@ -111,12 +112,15 @@ def bench(session: nox.Session) -> None:
 
     Installs what they compare against: the 2018 client (``graphpipe==1.0.4``,
     without its 2018 pins, next to current flatbuffers, numpy and requests),
-    orjson (JSON), flatbuffers (the Builder), matplotlib (the plot). Prints
+    orjson (JSON), flatbuffers (the Builder), matplotlib (the plot), uvloop (the
+    async client's figures on uvloop, where it installs). Prints
     every figure next to its baseline; writes benchmarks/results/latest.json
     and docs/img/benchmarks.png. See docs/performance.md.
     """
     session.install("-e", ".")
     session.install("flatbuffers", "numpy", "requests", "orjson", "matplotlib")
+    if sys.platform != "win32":
+        session.install("uvloop")
     session.install("--no-deps", "graphpipe==1.0.4")
     session.run("python", "-m", "benchmarks", *session.posargs)
 
