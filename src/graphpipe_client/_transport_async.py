@@ -129,14 +129,14 @@ class AsyncTransport:
             await pool.keeper.aclose()
 
     async def send(self, req: PreparedRequest) -> RawResponse:
-        """POST ``req``; map every failure to a :class:`GraphPipeError`."""
+        """Send ``req`` (a POST, or a GET probe); map every failure to a :class:`GraphPipeError`."""
         where = req.endpoint.redacted
         t = req.timeout
         client = await self._client()
         request = client.build_request(
-            "POST",
+            req.method,
             req.endpoint.url,
-            content=_content(req.body),
+            content=_content(req.body) if req.body.nbytes or req.method == "POST" else None,
             headers=req.headers,
             timeout=httpx.Timeout(connect=t.connect, read=t.read, write=t.read, pool=None),
         )

@@ -451,7 +451,7 @@ class SyncTransport:
         where = ep.redacted
         try:
             pool = self._manager.connection_from_host(ep.host, ep.port, ep.scheme)
-            prefix = self._prefix(req)
+            prefix = self._prefix(req) if req.method == "POST" else None
             if prefix is not None:
                 conn = pool._get_conn()
                 if getattr(conn, "sock", None) is not None:  # kept alive: the fast path
@@ -466,9 +466,9 @@ class SyncTransport:
             # _TrackReuse); a larger one segment by segment with sendall.
             body = req.body if req.body.nbytes <= SMALL_BODY else req.body.segments
             resp = pool.urlopen(
-                "POST",
+                req.method,
                 ep.target,
-                body=cast("list[bytes]", body),
+                body=cast("list[bytes]", body) if req.body.nbytes or req.method == "POST" else None,
                 headers=req.headers,
                 retries=False,
                 redirect=False,
