@@ -185,7 +185,7 @@ class AsyncClient(ClientBase[AsyncTransport]):
             req = prepare(arrays)
             return interpret_infer(req, await self._send(req))
 
-        reporter = self._reporter(progress, None)
+        reporter = self._stream_reporter(progress)
         return stream_tasks(batches, call, concurrency, reporter, on_error, input_names)
 
     async def is_ready(

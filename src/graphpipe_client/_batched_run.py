@@ -124,29 +124,62 @@ def run_threads(
     reporter: Reporter,
     on_error: OnError | None,
 ) -> list[np.ndarray]:
-    """Run every batch of ``plan`` on ``concurrency`` threads; the filled outputs."""
+    """Run every batch of ``plan`` on ``concurrency`` threads; the filled outputs.
+
+    Each worker takes the next batch itself as soon as it is done with one
+    (no round trip through the caller's thread between batches), sends it and
+    writes its outputs in place; the caller's thread only hears of each
+    finished batch (progress, failures) and tells the workers to stop.
+    """
     writer = OutputWriter(plan.rows)
     batches = plan.batches()
+    lock = threading.Lock()
+    stop = threading.Event()
+    position = 0
+    done: queue.SimpleQueue[tuple[Batch, BaseException | None] | None] = queue.SimpleQueue()
 
-    def work(batch: Batch) -> None:
+    def take() -> Batch | None:
+        nonlocal position
+        with lock:
+            if stop.is_set() or position == len(batches):
+                return None
+            position += 1
+            return batches[position - 1]
+
+    def worker() -> None:
         try:
-            writer.write(batch, call(plan.slices(batch)))
+            while (batch := take()) is not None:
+                try:
+                    writer.write(batch, call(plan.slices(batch)))
+                except BaseException as exc:
+                    done.put((batch, exc))
+                else:
+                    done.put((batch, None))
+                finally:
+                    plan.release(batch)
         finally:
-            plan.release(batch)
+            done.put(None)  # this worker is finished
 
+    # Daemons: an interrupted run never holds the interpreter's exit for the
+    # requests still on the wire.
+    threads = [
+        threading.Thread(target=worker, name=f"graphpipe-batch-{i}", daemon=True)
+        for i in range(min(concurrency, len(batches)))
+    ]
+    for t in threads:
+        t.start()
     first_failure: BatchError | None = None
-    pending = iter(batches)
-    workers = _Workers(min(concurrency, len(batches)), work)
-    in_flight = 0
+    running = len(threads)
     try:
-        for batch in pending:
-            workers.submit(batch)
-            in_flight += 1
-            if in_flight == concurrency:
-                break
-        while in_flight:
-            batch, exc = workers.next_done()
-            in_flight -= 1
+        while running:
+            try:
+                item = done.get(timeout=_POLL)
+            except queue.Empty:
+                continue
+            if item is None:
+                running -= 1
+                continue
+            batch, exc = item
             if exc is not None:
                 failure = _failure(batch, exc)
                 if on_error is None:
@@ -154,18 +187,14 @@ def run_threads(
                 on_error(failure)
                 first_failure = first_failure or failure
             reporter.update(batch.rows)
-            following = next(pending, None)
-            if following is not None:
-                workers.submit(following)
-                in_flight += 1
     except KeyboardInterrupt:
-        workers.stop(wait=False)
+        stop.set()  # the workers finish the requests on the wire, in the background
         raise
     except BaseException:
-        workers.stop(wait=True)  # drain: nothing of this run goes on after it returns
+        stop.set()
+        for t in threads:  # drain: nothing of this run goes on after it returns
+            t.join()
         raise
-    else:
-        workers.stop(wait=True)
     finally:
         reporter.close()
     if writer.arrays is None:
@@ -190,12 +219,13 @@ def stream_threads(
     items: Iterable[Any],
     call: SyncCall,
     concurrency: int,
-    reporter: Reporter,
+    make_reporter: Callable[[], Reporter],
     on_error: OnError | None,
     input_names: Any,
 ) -> Iterator[np.ndarray | list[np.ndarray]]:
     """Results of a stream of batches, in order, with at most ``concurrency`` batches held."""
     source = iter(items)
+    reporter = make_reporter()
 
     def work(job: _Job) -> None:
         job.outputs = call(job.arrays)
@@ -330,12 +360,13 @@ async def stream_tasks(
     items: Iterable[Any] | AsyncIterable[Any],
     call: AsyncCall,
     concurrency: int,
-    reporter: Reporter,
+    make_reporter: Callable[[], Reporter],
     on_error: OnError | None,
     input_names: Any,
 ) -> AsyncIterator[np.ndarray | list[np.ndarray]]:
     """Results of a (async) stream of batches, in order, at most ``concurrency`` held."""
     source = _items(items).__aiter__()
+    reporter = make_reporter()
     held: deque[tuple[Batch, bool, asyncio.Task[list[np.ndarray]]]] = deque()
     index = 0
     row = 0

@@ -252,7 +252,7 @@ class Client(ClientBase[SyncTransport]):
             req = prepare(arrays)
             return interpret_infer(req, self._send(req))
 
-        reporter = self._reporter(progress, None)
+        reporter = self._stream_reporter(progress)
         return stream_threads(batches, call, concurrency, reporter, on_error, input_names)
 
     def is_ready(self, *, url: str | None = None, timeout: TimeoutTypes | Unset = UNSET) -> bool:

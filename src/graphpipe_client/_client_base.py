@@ -32,7 +32,7 @@ from ._core import (
 )
 from ._exceptions import GraphPipeError, HTTPStatusError
 from ._messages import ModelMetadata
-from ._progress import ProgressArg, Reporter, make_reporter
+from ._progress import ProgressArg, Reporter, check_progress, make_reporter
 
 __all__ = ["ClientBase"]
 
@@ -212,6 +212,12 @@ class ClientBase(abc.ABC, Generic[TransportT]):
     @staticmethod
     def _reporter(progress: ProgressArg, total: int | None) -> Reporter:
         return make_reporter(progress, total, "rows")
+
+    @staticmethod
+    def _stream_reporter(progress: ProgressArg) -> Callable[[], Reporter]:
+        """For a stream: check ``progress`` now, draw the bar once iteration starts."""
+        check_progress(progress)
+        return lambda: make_reporter(progress, None, "rows")
 
     # -- readiness --------------------------------------------------------------
 

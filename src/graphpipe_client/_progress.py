@@ -29,6 +29,7 @@ __all__ = [
     "Reporter",
     "StatusLine",
     "as_callback",
+    "check_progress",
     "make_reporter",
     "terminal_reporter",
     "tqdm_bar",
@@ -182,6 +183,22 @@ class StatusLine:
             self._draw(time.perf_counter())
         self._stream.write("\n")
         self._stream.flush()
+
+
+def check_progress(progress: object) -> None:
+    """Fail now, as :func:`make_reporter` would later, for a ``progress=`` it cannot honour.
+
+    Raises:
+        ImportError: ``progress=True`` without tqdm.
+        TypeError: ``progress`` is neither a bool, ``None`` nor a callable.
+    """
+    if progress is True:
+        try:
+            importlib.import_module("tqdm.auto")
+        except ImportError:
+            tqdm_bar(None, "rows")  # raises the ImportError that names the extra
+    elif progress is not None and progress is not False and not callable(progress):
+        make_reporter(progress, None)  # type: ignore[arg-type]  # raises the TypeError
 
 
 def make_reporter(
