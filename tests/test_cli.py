@@ -619,3 +619,29 @@ def test_bench_ctrl_c_exits_130_quietly(demo: GraphPipeServer, mode: list[str]) 
     assert out == b""
     assert b"Traceback" not in err
     assert b"error" not in err
+
+
+def test_execute_batched_ctrl_c_exits_130_promptly(tmp_path: Path) -> None:
+    path, _ = many_flowers(tmp_path, 20)
+    with serve(demo_model, metadata=demo_metadata, faults=Faults(delay=3.0)) as server:
+        proc = subprocess.Popen(
+            [*CLI, "execute", server.url, "-i", path, "-b", "1", "-c", "2", "--progress"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            reader = LineReader(proc.stderr)
+            reader.read_until(b" rows/s]")  # the bar is drawn: the batches are on the wire
+            reader.close()
+            started = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=15)
+            took = time.monotonic() - started
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert proc.returncode == 130
+    assert took < 2.0, took  # not the 3 s of the requests in flight
+    assert out == b""
+    assert b"Traceback" not in err
