@@ -235,7 +235,6 @@ def stream_threads(
     index = 0
     row = 0
     exhausted = False
-    interrupted = False
     try:
         while True:
             while not exhausted and len(held) < concurrency:
@@ -275,11 +274,14 @@ def stream_threads(
                 continue
             assert head.outputs is not None
             yield shape_outputs(head.outputs) if head.single else head.outputs
-    except KeyboardInterrupt:
-        interrupted = True
+    except GraphPipeError:
+        workers.stop(wait=True)  # a failed batch: drain, as execute_batched does
         raise
     finally:
-        workers.stop(wait=not interrupted)
+        # Ctrl-C, or the consumer left the loop (the generator is closed, maybe
+        # much later, when its frame is collected): stop at once; the batches on
+        # the wire finish in the background.
+        workers.stop(wait=False)
         reporter.close()
 
 

@@ -232,8 +232,8 @@ class Client(ClientBase[SyncTransport]):
         unknown). A failed batch raises :class:`BatchError` (rows counted
         from the start of the stream, ``.index`` the item's position); with
         ``on_error`` it is reported and skipped, and nothing is yielded for
-        it. Leaving the loop early stops the run (the batches in flight are
-        waited for).
+        it. Leaving the loop early stops the run: nothing more is sent (the
+        batches already on the wire finish in the background).
 
         Example:
             >>> import numpy as np
