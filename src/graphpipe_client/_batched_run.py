@@ -137,6 +137,9 @@ def run_threads(
     stop = threading.Event()
     position = 0
     done: queue.SimpleQueue[tuple[Batch, BaseException | None] | None] = queue.SimpleQueue()
+    # Without a progress display, the caller's thread hears only of failures
+    # (and of each worker's end): no wake-up, and no GIL hand-off, per batch.
+    each = not getattr(reporter, "silent", False)
 
     def take() -> Batch | None:
         nonlocal position
@@ -154,7 +157,8 @@ def run_threads(
                 except BaseException as exc:
                     done.put((batch, exc))
                 else:
-                    done.put((batch, None))
+                    if each:
+                        done.put((batch, None))
                 finally:
                     plan.release(batch)
         finally:
