@@ -163,7 +163,9 @@ class Client(ClientBase[SyncTransport]):
                 number of rows.
             batch_size: rows per request.
             concurrency: requests in flight at once.
-            input_names, output_names, config: as for :meth:`execute_multi`.
+            input_names: as for :meth:`execute_multi`.
+            output_names: as for :meth:`execute_multi`.
+            config: as for :meth:`execute_multi`.
             progress: ``True`` for a tqdm bar (``pip install
                 'graphpipe-client[progress]'``), or a callable
                 ``progress(rows_done, rows_total)`` called after each batch.
