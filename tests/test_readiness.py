@@ -173,7 +173,7 @@ def test_wait_until_ready_times_out_with_the_reason(
         async with gp.AsyncClient(closed_url) as client:
             await client.wait_until_ready(0.3)
 
-    with pytest.raises(gp.TimeoutError, match="ConnectError|ConnectTimeout"):
+    with pytest.raises(gp.TimeoutError, match=r"ConnectError|ConnectTimeout"):
         asyncio.run(main())
 
 

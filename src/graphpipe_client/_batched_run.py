@@ -155,6 +155,8 @@ def run_threads(
                 try:
                     writer.write(batch, call(plan.slices(batch)))
                 except BaseException as exc:
+                    if on_error is None:
+                        stop.set()  # no worker starts another batch after a failure
                     done.put((batch, exc))
                 else:
                     if each:
