@@ -639,3 +639,21 @@ def test_memmap_input_keeps_rss_bounded(tmp_path: Any) -> None:
     # the interpreter: far below the 64 MiB of the file that went through.
     assert m["rss_extra"] < 16 << 20, m
     assert m["traced"] < 4 << 20, m
+
+
+def test_url_and_timeout_per_call_and_async_progress(doubler: GraphPipeServer) -> None:
+    with gp.Client() as client:  # bound to no URL
+        y = client.execute_batched(np.ones(5), 2, url=doubler.url, timeout=5)
+        np.testing.assert_array_equal(y, np.full(5, 2.0))
+        with pytest.raises(ValueError, match="no model URL"):
+            client.execute_batched(np.ones(5), 2)
+    seen: list[tuple[int, int | None]] = []
+
+    async def main() -> Any:
+        async with gp.AsyncClient() as aclient:
+            return await aclient.execute_batched(
+                np.ones(5), 2, url=doubler.url, progress=lambda d, t: seen.append((d, t))
+            )
+
+    np.testing.assert_array_equal(run(main()), np.full(5, 2.0))
+    assert sorted(seen) == seen and seen[-1] == (5, 5) and len(seen) == 3
