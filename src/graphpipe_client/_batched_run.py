@@ -29,8 +29,8 @@ import queue
 import threading
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from dataclasses import dataclass
+from typing import Any, Final
 
 import numpy as np
 
@@ -40,8 +40,6 @@ from ._exceptions import BatchError, GraphPipeError
 from ._progress import Reporter
 
 __all__ = ["run_tasks", "run_threads", "stream_tasks", "stream_threads"]
-
-T = TypeVar("T")
 
 #: Call: the arrays of one batch -> the model's outputs for them.
 SyncCall = Callable[[list[np.ndarray]], list[np.ndarray]]
@@ -218,7 +216,7 @@ class _Job:
     arrays: list[np.ndarray]
     outputs: list[np.ndarray] | None = None
     error: BaseException | None = None
-    done: bool = field(default=False)
+    done: bool = False
 
 
 def stream_threads(

@@ -631,7 +631,9 @@ def _cmd_execute(args: argparse.Namespace) -> int:
     batched = args.batch_size is not None or args.concurrency is not None
     inputs = [load_npy(path, mmap=batched) for path in files]
     output_names: list[str] | None = args.output_name
-    with Client(args.url, **_client_options(args)) as client:
+    # One kept-alive connection per request in flight.
+    pool_size = max(10, args.concurrency or DEFAULT_CONCURRENCY)
+    with Client(args.url, pool_size=pool_size, **_client_options(args)) as client:
         if batched:
             outputs = _execute_batched(client, args, inputs, input_names, output_names)
         else:
@@ -768,7 +770,7 @@ class _BenchResult:
         return len(self.latencies) + len(self.errors)
 
 
-class _Progress:
+class _BenchProgress:
     """The bench's display: the shared progress reporter, created at the first update
     (after the warm-up), fed with absolute counts."""
 
@@ -848,7 +850,7 @@ def _bench_plan(args: argparse.Namespace) -> _BenchPlan:
 
 
 def _bench_sync(
-    url: str, plan: _BenchPlan, options: dict[str, Any], progress: _Progress
+    url: str, plan: _BenchPlan, options: dict[str, Any], progress: _BenchProgress
 ) -> _BenchResult:
     result = _BenchResult()
     lock = threading.Lock()
@@ -921,7 +923,7 @@ def _bench_sync(
 
 
 async def _bench_async_main(
-    url: str, plan: _BenchPlan, options: dict[str, Any], progress: _Progress
+    url: str, plan: _BenchPlan, options: dict[str, Any], progress: _BenchProgress
 ) -> _BenchResult:
     result = _BenchResult()
     issued = 0
@@ -1000,7 +1002,7 @@ def _bench_report(url: str, plan: _BenchPlan, result: _BenchResult, mode: str) -
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     plan = _bench_plan(args)
-    progress = _Progress(args, plan)
+    progress = _BenchProgress(args, plan)
     options = _client_options(args)
     try:
         if args.use_async:
