@@ -657,3 +657,45 @@ def test_url_and_timeout_per_call_and_async_progress(doubler: GraphPipeServer) -
 
     np.testing.assert_array_equal(run(main()), np.full(5, 2.0))
     assert sorted(seen) == seen and seen[-1] == (5, 5) and len(seen) == 3
+
+
+_ASYNC_RUN = """
+import asyncio, sys
+import numpy as np
+import graphpipe_client as gp
+
+async def main(url):
+    async with gp.AsyncClient(url) as client:
+        print("started", flush=True)
+        await client.execute_batched(np.ones((40, 2)), 2, concurrency=2)
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
+def test_ctrl_c_stops_an_asyncio_run_promptly() -> None:
+    import signal
+    import subprocess
+
+    with serve(lambda x: x, faults=Faults(delay=3.0)) as server:
+        proc = subprocess.Popen(
+            [sys.executable, "-W", "error", "-c", _ASYNC_RUN, server.url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline() == b"started\n"
+            time.sleep(0.3)  # the first batches are on the wire
+            started = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=15)
+            took = time.monotonic() - started
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert proc.returncode in (-signal.SIGINT, 130), err  # died of SIGINT, as Python does
+    assert b"KeyboardInterrupt" in err
+    assert took < 2.0, took  # not the 3 s the requests on the wire would take
