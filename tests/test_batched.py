@@ -217,6 +217,8 @@ def test_mismatched_row_counts_name_the_input(doubler: GraphPipeServer) -> None:
             client.execute_batched([np.zeros(5), np.zeros(5), np.zeros(3)], 2)
         with pytest.raises(gp.EncodeError, match="input 0 is a scalar"):
             client.execute_batched(np.float32(1.0), 2)
+        with pytest.raises(gp.EncodeError, match="one item per model input"):
+            client.execute_batched(["a", "b", "c"], 2)  # three inputs, not one
     with pytest.raises(gp.EncodeError, match="has 4 rows"):
         run(async_batched(doubler.url, [np.zeros(5), np.zeros(4)], 2))
     assert doubler.requests_served == before

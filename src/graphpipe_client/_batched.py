@@ -86,15 +86,24 @@ def _input_label(i: int, names: Sequence[str | None] | None) -> str:
 
 
 def _rows_of(
-    arrays: Sequence[np.ndarray], names: Sequence[str | None] | None, where: str = ""
+    arrays: Sequence[np.ndarray],
+    names: Sequence[str | None] | None,
+    where: str = "",
+    from_list: bool = False,
 ) -> int:
     """The common row count of ``arrays``; :class:`EncodeError` naming the input that disagrees."""
     rows: int | None = None
     for i, arr in enumerate(arrays):
         if arr.ndim == 0:
+            hint = (
+                " (a list or tuple is one item per model input: for one input, pass an "
+                "array, e.g. np.asarray(values))"
+                if from_list
+                else ""
+            )
             raise EncodeError(
                 f"{where}{_input_label(i, names)} is a scalar: execute_batched splits inputs "
-                "along their first axis, so each needs at least one dimension"
+                f"along their first axis, so each needs at least one dimension{hint}"
             )
         n = int(arr.shape[0])
         if rows is None:
@@ -116,7 +125,7 @@ def _normalise(
     single = not isinstance(inputs, (list, tuple))
     items = [inputs] if single else list(inputs)
     arrays = [_as_array(x, f"{where}inputs[{i}]") for i, x in enumerate(items)]
-    return single, arrays, _rows_of(arrays, names, where)
+    return single, arrays, _rows_of(arrays, names, where, from_list=not single)
 
 
 class _MappedRows:
