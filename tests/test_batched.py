@@ -607,10 +607,16 @@ with gp.Client(url) as client:
     tracemalloc.start()
     y = client.execute_batched(x, 256, concurrency=2)
     traced = tracemalloc.get_traced_memory()[1]
+    rss_batched = peak[0] - base
+    base = peak[0] = rss()
+    chunks = (x[i : i + 256] for i in range(0, len(x), 256))
+    parts = list(client.execute_stream(chunks, concurrency=2))
+    rss_stream = peak[0] - base
     stop.set()
     sampler.join()
-ok = bool(np.array_equal(y, x[:, :2]))
-print(json.dumps({"file": x.nbytes, "rss_extra": peak[0] - base, "traced": traced, "ok": ok}))
+ok = bool(np.array_equal(y, x[:, :2])) and bool(np.array_equal(np.concatenate(parts), y))
+print(json.dumps({"file": x.nbytes, "rss_extra": rss_batched, "rss_stream": rss_stream,
+                  "traced": traced, "ok": ok}))
 """
 
 
@@ -640,6 +646,7 @@ def test_memmap_input_keeps_rss_bounded(tmp_path: Any) -> None:
     # 2 batches in flight (2 MiB) and the outputs (128 KiB), plus slack for
     # the interpreter: far below the 64 MiB of the file that went through.
     assert m["rss_extra"] < 16 << 20, m
+    assert m["rss_stream"] < 16 << 20, m  # a stream of memory-mapped slices too
     assert m["traced"] < 4 << 20, m
 
 

@@ -39,6 +39,7 @@ __all__ = [
     "RowPlan",
     "batch_error",
     "check_run_options",
+    "release_arrays",
     "stream_batch",
 ]
 
@@ -228,6 +229,14 @@ class RowPlan:
         for mapped in self._mapped:
             if mapped is not None:
                 mapped.release(batch.start, batch.stop)
+
+
+def release_arrays(arrays: Sequence[np.ndarray]) -> None:
+    """Give back the pages of the read-only memory-mapped arrays among ``arrays`` (once sent)."""
+    for arr in arrays:
+        mapped = _MappedRows.of(arr)
+        if mapped is not None:
+            mapped.release(0, int(arr.shape[0]))
 
 
 def stream_batch(

@@ -34,7 +34,15 @@ from typing import Any, Final
 
 import numpy as np
 
-from ._batched import Batch, OnError, OutputWriter, RowPlan, batch_error, stream_batch
+from ._batched import (
+    Batch,
+    OnError,
+    OutputWriter,
+    RowPlan,
+    batch_error,
+    release_arrays,
+    stream_batch,
+)
 from ._core import shape_outputs
 from ._exceptions import BatchError, GraphPipeError
 from ._progress import Reporter
@@ -232,7 +240,10 @@ def stream_threads(
     reporter = make_reporter()
 
     def work(job: _Job) -> None:
-        job.outputs = call(job.arrays)
+        try:
+            job.outputs = call(job.arrays)
+        finally:
+            release_arrays(job.arrays)  # a memory map's pages, once sent
 
     workers = _Workers(concurrency, work)
     held: deque[_Job] = deque()
@@ -353,6 +364,13 @@ async def run_tasks(
     return writer.arrays
 
 
+async def _released(call: AsyncCall, arrays: list[np.ndarray]) -> list[np.ndarray]:
+    try:
+        return await call(arrays)
+    finally:
+        release_arrays(arrays)  # a memory map's pages, once sent
+
+
 async def _items(items: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:
     if isinstance(items, AsyncIterable):
         async for item in items:
@@ -396,7 +414,7 @@ async def stream_tasks(
                     continue
                 index += 1
                 row = batch.stop
-                held.append((batch, single, asyncio.ensure_future(call(arrays))))
+                held.append((batch, single, asyncio.ensure_future(_released(call, arrays))))
             if not held:
                 return
             batch, single, task = held.popleft()
