@@ -21,3 +21,18 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 def data_dir() -> Path:
     """The folder of real wire samples (copied from the protocol notes)."""
     return DATA
+
+
+_PROXY_VARIABLES = [
+    f"{name}{suffix}" for name in ("http", "https", "all", "no") for suffix in ("_proxy", "_PROXY")
+]
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The clients honour HTTP_PROXY and friends: keep the runner's out of loopback tests.
+
+    Tests of proxies set the variables they need themselves.
+    """
+    for name in _PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)

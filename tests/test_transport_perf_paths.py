@@ -1,410 +1,884 @@
-"""The sync transport's fast paths (see ``_transport_sync``): what they send and how they read.
+"""The sync transport's one path (see ``_transport_sync``): what it writes, how it reads.
 
-A scripted server on loopback answers each request with bytes chosen by the
-test, so that every framing the fast path reads by itself (length, chunks,
-up to the close, gzip, ``100 Continue``, HTTP/1.0) and every way it fails is
-checked against what the urllib3 path does with the same bytes.
+urllib3 only opens and pools the connections; the transport writes every
+request and reads every response itself, on new and kept-alive connections
+alike. A scripted server on loopback answers each request with bytes chosen
+by the test, so that every framing the reader knows (length, chunks, up to
+the close, gzip/deflate, 1xx interim responses, HTTP/1.0, lenient newlines)
+is checked against the expected arrays, with whether the connection was kept
+(the server counts its connections), and every way a response can be broken
+gives a typed error. The at-most-once rule is checked by counting the requests
+the server received. The async tests at the end cover what the async
+transport does with bodies and with bytes that belong to no response.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import gzip
 import socket
+import ssl
 import threading
+import time
+import tracemalloc
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from typing import Any
 
+import httpcore
 import numpy as np
 import pytest
+import urllib3
 
 import graphpipe_client as gp
-from graphpipe_client import _transport_sync, codec
-from graphpipe_client._core import parse_endpoint
+from graphpipe_client import _transport_async, _transport_sync, codec
+from graphpipe_client._core import SMALL_BODY, parse_endpoint
 
 X = np.arange(10, dtype=np.float32).reshape(1, 10)
 Y = np.arange(6, dtype=np.float64).reshape(2, 3)
 Y_BODY = codec.encode_infer_response([Y]).tobytes()
+STRAY = np.full(3, 666.0)  # a shape no call here expects: a stray answer, never ours
+STRAY_BODY = codec.encode_infer_response([STRAY]).tobytes()
 
-Reply = bytes | Callable[[socket.socket], None]
+#: An action gets the socket and the request body; it returns whether to keep serving.
+Action = Callable[[socket.socket, bytes], bool]
+Reply = bytes | Action
+
+FAST = gp.Timeout(connect=2, read=2)
+NO_RETRY = gp.RetryPolicy(retries=0)
 
 
-def ok(body: bytes = Y_BODY, extra: bytes = b"") -> bytes:
-    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n" % (len(body), extra) + body
+def ok(body: bytes = Y_BODY, extra: bytes = b"", status: bytes = b"200 OK") -> bytes:
+    return b"HTTP/1.1 %s\r\nContent-Length: %d\r\n%s\r\n" % (status, len(body), extra) + body
+
+
+def chunked(body: bytes, size: int = 7, extra: bytes = b"", trailer: bytes = b"") -> bytes:
+    chunks = b"".join(
+        b"%x;ext=1\r\n%s\r\n" % (len(body[i : i + size]), body[i : i + size])
+        for i in range(0, len(body), size)
+    )
+    return (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n%s\r\n" % extra
+        + chunks
+        + b"0\r\n%s\r\n" % trailer
+    )
 
 
 class Scripted:
-    """Answers the n-th request with ``replies[n]`` (bytes, or a function of the socket)."""
+    """Answers the n-th request (over the whole server) with ``replies[n]``, then ``default``.
 
-    def __init__(self, replies: list[Reply]) -> None:
+    Bytes are sent and the connection kept; an action decides. Every wait is
+    bounded (socket timeouts, ``stopping``), and every socket is closed on exit.
+    """
+
+    def __init__(
+        self,
+        replies: list[Reply],
+        default: Reply | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.replies = replies
+        self.default: Reply = ok() if default is None else default
+        self.ssl_context = ssl_context
         self.requests: list[bytes] = []  # each request's head and body
         self.connections = 0
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}/model"
+        self.closed = 0
+        self.changed = threading.Condition()
+        self.stopping = threading.Event()
+        self.socks: list[socket.socket] = []
         self.threads: list[threading.Thread] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.05)
+        self.port = self.listener.getsockname()[1]
+        scheme = "https" if ssl_context else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}/model"
         accept = threading.Thread(target=self._accept, daemon=True)
         accept.start()
+        self.threads.append(accept)
 
     def _accept(self) -> None:
-        while True:
+        while not self.stopping.is_set():
             try:
                 conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
             except OSError:
                 return
-            self.connections += 1
+            with self.changed:
+                self.connections += 1
+                self.socks.append(conn)
             th = threading.Thread(target=self._serve, args=(conn,), daemon=True)
             th.start()
             self.threads.append(th)
 
     def _serve(self, conn: socket.socket) -> None:
-        with conn, suppress(OSError):  # the client may reset the connection
-            self._serve_requests(conn)
+        sock: socket.socket = conn
+        try:
+            conn.settimeout(5)
+            if self.ssl_context is not None:
+                sock = self.ssl_context.wrap_socket(conn, server_side=True)
+            self._serve_requests(sock)
+        except (OSError, ValueError):
+            pass  # the client may reset the connection
+        finally:
+            sock.close()
+            with self.changed:
+                self.closed += 1
+                self.changed.notify_all()
 
     def _serve_requests(self, conn: socket.socket) -> None:
-        data = b""
-        while True:
+        data = bytearray()
+        while not self.stopping.is_set():
             while b"\r\n\r\n" not in data:
-                chunk = conn.recv(65536)
+                chunk = conn.recv(1 << 20)
                 if not chunk:
                     return
                 data += chunk
-            head, _, data = data.partition(b"\r\n\r\n")
+            end = data.index(b"\r\n\r\n")
+            head = bytes(data[:end])
+            del data[: end + 4]
             length = 0
             for line in head.split(b"\r\n")[1:]:
                 key, _, value = line.partition(b":")
                 if key.strip().lower() == b"content-length":
                     length = int(value)
             while len(data) < length:
-                chunk = conn.recv(65536)
+                chunk = conn.recv(1 << 20)
                 if not chunk:
                     return
                 data += chunk
-            self.requests.append(head + b"\r\n\r\n" + data[:length])
-            data = data[length:]
-            reply = self.replies[len(self.requests) - 1]
+            body = bytes(data[:length])
+            del data[:length]
+            with self.changed:
+                self.requests.append(head + b"\r\n\r\n" + body)
+                n = len(self.requests) - 1
+            reply = self.replies[n] if n < len(self.replies) else self.default
             if callable(reply):
-                reply(conn)
-                return
-            conn.sendall(reply)
+                if not reply(conn, body):
+                    return
+            else:
+                conn.sendall(reply)
+
+    def wait_closed(self, n: int) -> None:
+        """Until ``n`` connections were closed by the server (bounded)."""
+        with self.changed:
+            assert self.changed.wait_for(lambda: self.closed >= n, 5)
 
     def close(self) -> None:
+        self.stopping.set()
+        with self.changed:
+            for s in self.socks:
+                with suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+        for th in self.threads:
+            th.join(2)
         self.listener.close()
 
 
 @contextmanager
-def scripted(*replies: Reply) -> Iterator[Scripted]:
-    server = Scripted(list(replies))
+def scripted(*replies: Reply, **kwargs: Any) -> Iterator[Scripted]:
+    server = Scripted(list(replies), **kwargs)
     try:
         yield server
     finally:
         server.close()
 
 
-def close_now(conn: socket.socket) -> None:
-    conn.shutdown(socket.SHUT_RDWR)
+def client(server: Scripted, **kwargs: Any) -> gp.Client:
+    kwargs.setdefault("timeout", FAST)
+    kwargs.setdefault("retries", NO_RETRY)
+    return gp.Client(server.url, **kwargs)
 
 
-def reset_now(conn: socket.socket) -> None:
+def send_and_close(data: bytes) -> Action:
+    def action(conn: socket.socket, body: bytes) -> bool:
+        conn.sendall(data)
+        return False
+
+    return action
+
+
+def close_now(conn: socket.socket, body: bytes) -> bool:
+    conn.shutdown(socket.SHUT_RDWR)  # a FIN, after reading the whole request
+    return False
+
+
+def reset_now(conn: socket.socket, body: bytes) -> bool:
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    return False  # closed with SO_LINGER 0: a RST
 
 
-@pytest.fixture
-def fast_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts the requests that took the fast path."""
-    calls: list[int] = []
-    original = _transport_sync.SyncTransport._send_fast
+def answer_then(how: Action) -> tuple[Action, threading.Event]:
+    """Answer, then close the idle connection with ``how`` once the test sets the event.
 
-    def counted(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        calls.append(1)
-        return original(self, *args, **kwargs)
+    (Closing only after the client read the answer: a RST could discard it.)
+    """
+    go = threading.Event()
 
-    monkeypatch.setattr(_transport_sync.SyncTransport, "_send_fast", counted)
-    return calls
+    def action(conn: socket.socket, body: bytes) -> bool:
+        conn.sendall(ok())
+        go.wait(5)
+        return how(conn, body)
 
-
-def test_the_fast_path_writes_the_head_urllib3_writes(fast_calls: list[int]) -> None:
-    with (
-        scripted(ok(), ok()) as server,
-        gp.Client(server.url, headers={"X-Trace": "a b"}) as client,
-    ):
-        client.execute(X)  # a new connection: urllib3's path
-        client.execute(X)  # kept alive: the fast path
-    assert fast_calls == [1]
-    assert server.connections == 1
-    first, second = server.requests
-    assert first == second
-    assert first.startswith(b"POST /model HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % server.port)
+    return action, go
 
 
-def test_a_small_body_goes_out_with_the_head_in_one_gathered_write(
+def stale_connections_look_alive(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Disable the transport's idle check (and urllib3's, in ``_get_conn``, unused now).
+
+    The client then writes on a connection the server already closed, as it
+    does when the close arrives just after the checks.
+    """
+    monkeypatch.setattr(urllib3.connectionpool, "is_connection_dropped", lambda conn: False)
+    monkeypatch.setattr(_transport_sync, "wait_for_read", lambda sock, timeout=None: False)
+
+
+def double(conn: socket.socket, body: bytes) -> bool:
+    """The correct answer: ``x * 2`` for the request's own input."""
+    x = codec.decode_request(body).inputs[0]
+    conn.sendall(ok(codec.encode_infer_response([x * 2]).tobytes()))
+    return True
+
+
+# --------------------------------------------------------------------------
+# What is written
+
+
+def test_every_request_is_written_by_the_transport_never_by_urlopen(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    sent: list[list[object]] = []
-    original = _transport_sync._send_gathered
+    def no_urlopen(*args: object, **kwargs: object) -> None:
+        raise AssertionError("urllib3's urlopen is not used")
 
-    def record(sock, parts):  # type: ignore[no-untyped-def]
-        sent.append(list(parts))
-        return original(sock, parts)
-
-    monkeypatch.setattr(_transport_sync, "_send_gathered", record)
-    with scripted(ok(), ok()) as server, gp.Client(server.url) as client:
-        client.execute(X)
-        client.execute(X)
-    assert len(sent) == 2  # urllib3's path and the fast path alike
-    for parts in sent:
-        assert bytes(parts[0]).startswith(b"POST /model HTTP/1.1\r\n")  # type: ignore[arg-type]
-        # the tensor bytes are a view of the caller's array, not a copy
-        assert any(
-            isinstance(p, memoryview) and np.shares_memory(np.frombuffer(p, np.uint8), X)
-            for p in parts
-        )
-
-
-def test_a_large_body_is_sent_uncopied_on_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    x = np.arange(1 << 18, dtype=np.float32)  # 1 MiB: over SMALL_BODY
-    sent: list[object] = []
-    original = _transport_sync._Connection.send
-
-    def record(self, data):  # type: ignore[no-untyped-def]
-        sent.append(data)
-        return original(self, data)
-
-    monkeypatch.setattr(_transport_sync._Connection, "send", record)
-    with scripted(ok(), ok()) as server, gp.Client(server.url) as client:
-        client.execute(x)
-        sent.clear()
-        client.execute(x)  # the fast path
-    chunks = [
-        c
-        for c in sent
-        if isinstance(c, memoryview) and np.shares_memory(np.frombuffer(c, np.uint8), x)
-    ]
-    assert len(chunks) == 1 and chunks[0].nbytes == x.nbytes
+    monkeypatch.setattr(urllib3.HTTPConnectionPool, "urlopen", no_urlopen)
+    with scripted() as server, client(server, headers={"X-Trace": "a b"}) as c:
+        for _ in range(3):  # a new connection, then kept alive: one path
+            np.testing.assert_array_equal(c.execute(X), Y)
+    assert server.connections == 1
+    first, *others = server.requests
+    assert all(r == first for r in others)
+    head, _, body = first.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"POST /model HTTP/1.1"
+    assert lines[1] == b"Host: 127.0.0.1:%d" % server.port
+    assert lines[-1] == b"Content-Length: %d" % len(body)  # always the last header
+    assert b"X-Trace: a b" in lines
+    assert b"Accept-Encoding: identity" in lines
+    assert [k for k in lines if k.lower().startswith(b"content-length")] == [lines[-1]]
+    assert body == codec.encode_infer_request([X]).tobytes()
 
 
 @pytest.mark.parametrize(
-    "reply",
+    ("url", "headers", "expected"),
     [
-        pytest.param(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-            + b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in (Y_BODY[:7], Y_BODY[7:]))
-            + b"0\r\nX-Trailer: 1\r\n\r\n",
-            id="chunked",
+        ("http://127.0.0.1:9000", {}, b"POST / HTTP/1.1\r\nHost: 127.0.0.1:9000"),
+        ("http://[::1]:9000/a?b=c", {}, b"POST /a?b=c HTTP/1.1\r\nHost: [::1]:9000"),
+        ("http://h.example:8080/m", {}, b"POST /m HTTP/1.1\r\nHost: h.example:8080"),
+        ("http://h.example:80/", {}, b"POST / HTTP/1.1\r\nHost: h.example"),
+        ("https://h.example/", {}, b"POST / HTTP/1.1\r\nHost: h.example"),
+        ("https://h.example:80/", {}, b"POST / HTTP/1.1\r\nHost: h.example:80"),
+        ("http://h/%7e?q=%41", {}, b"POST /%7e?q=%41 HTTP/1.1\r\nHost: h"),  # kept as given
+        ("http://h/caf\u00e9?q=\u00e9", {}, b"POST /caf%C3%A9?q=%C3%A9 HTTP/1.1\r\nHost: h"),
+        ("http://b\u00fccher.example/", {}, b"POST / HTTP/1.1\r\nHost: xn--bcher-kva.example"),
+        (
+            "http://B\u00dcCHER.example:8080/",
+            {},
+            b"POST / HTTP/1.1\r\nHost: xn--bcher-kva.example:8080",
         ),
-        pytest.param(ok(gzip.compress(Y_BODY), b"Content-Encoding: gzip\r\n"), id="gzip"),
-        pytest.param(b"HTTP/1.1 100 Continue\r\n\r\n" + ok(), id="100-continue"),
-        pytest.param(
-            ok(extra=b"X-Folded: a\r\n b\r\nX-Dup: 1\r\nX-Dup: 2\r\n"),
-            id="folded-and-repeated-headers",
+        ("http://h/", {"Host": "other:1"}, b"POST / HTTP/1.1\r\nHost: other:1"),
+        (
+            "http://h/",
+            {"X-A": "1", "Content-Length": "999", "X-B": "t\tu"},
+            b"POST / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nX-B: t\tu",
         ),
-        pytest.param(ok().replace(b"\r\n", b"\n", 3), id="bare-newlines"),
-        pytest.param(
-            b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % len(Y_BODY) + Y_BODY, id="http-1.0"
-        ),
-        pytest.param(ok(extra=b"Connection: close\r\n"), id="connection-close"),
     ],
 )
-def test_every_framing_reads_the_same_on_both_paths(reply: bytes, fast_calls: list[int]) -> None:
-    with scripted(ok(), reply, ok()) as server, gp.Client(server.url) as client:
-        client.execute(X)
-        np.testing.assert_array_equal(client.execute(X), Y)  # the fast path reads `reply`
-        np.testing.assert_array_equal(client.execute(X), Y)  # and the connection is still usable
-    assert fast_calls
-    if b"HTTP/1.0" in reply or b"close" in reply:
-        assert server.connections == 2  # not kept alive
-    else:
-        assert server.connections == 1
+def test_request_head(url: str, headers: dict[str, str], expected: bytes) -> None:
+    head = _transport_sync.request_head("POST", parse_endpoint(url), headers)
+    assert head == expected + b"\r\nContent-Length: "
+    assert head.count(b"Host:") + head.count(b"host:") == 1
 
 
-def test_a_response_up_to_the_close_is_read_and_the_connection_dropped(
-    fast_calls: list[int],
+def test_request_head_percent_encodes_what_cannot_go_in_a_target() -> None:
+    # parse_endpoint refuses spaces and control characters; the head is safe anyway.
+    ep = dataclasses.replace(parse_endpoint("http://h/"), target='/a b/"<x>"\r\nX: 1')
+    head = _transport_sync.request_head("POST", ep, {})
+    assert head.split(b"\r\n")[0] == b"POST /a%20b/%22%3Cx%3E%22%0D%0AX:%201 HTTP/1.1"
+
+
+def test_a_small_body_goes_out_with_the_head_in_one_gathered_sendmsg(
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def until_close(conn: socket.socket) -> None:
-        conn.sendall(b"HTTP/1.1 200 OK\r\n\r\n" + Y_BODY)
+    calls: list[tuple[str, list[memoryview]]] = []
+    me = threading.get_ident()
+    real_sendmsg, real_sendall = socket.socket.sendmsg, socket.socket.sendall
 
-    with scripted(ok(), until_close, ok()) as server, gp.Client(server.url) as client:
-        client.execute(X)
-        np.testing.assert_array_equal(client.execute(X), Y)
-        client.execute(X)
-    assert server.connections == 2
+    def sendmsg(self: socket.socket, buffers: list[Any], *args: Any) -> int:
+        if threading.get_ident() == me:
+            calls.append(("sendmsg", list(buffers)))
+        return real_sendmsg(self, buffers, *args)
+
+    def sendall(self: socket.socket, data: Any, *args: Any) -> None:
+        if threading.get_ident() == me:
+            calls.append(("sendall", [memoryview(data)]))
+        return real_sendall(self, data, *args)
+
+    monkeypatch.setattr(socket.socket, "sendmsg", sendmsg)
+    monkeypatch.setattr(socket.socket, "sendall", sendall)
+    message = codec.encode_infer_request([X])
+    assert message.nbytes <= SMALL_BODY
+    with scripted() as server, client(server) as c:
+        c.execute(X)  # a new connection
+        c.execute(X)  # kept alive: the same path
+    assert server.connections == 1
+    assert [name for name, _ in calls] == ["sendmsg", "sendmsg"]  # one system call each
+    for _, buffers in calls:
+        assert bytes(buffers[0]).startswith(b"POST /model HTTP/1.1\r\n")
+        assert bytes(buffers[0]).endswith(b"Content-Length: %d\r\n\r\n" % message.nbytes)
+        assert b"".join(bytes(b) for b in buffers[1:]) == message.tobytes()
+        # the tensor bytes are a view of the caller's array, not a copy
+        assert any(np.shares_memory(np.frombuffer(b, np.uint8), X) for b in buffers)
 
 
-def test_errors_come_back_as_on_urllib3s_path(fast_calls: list[int]) -> None:
+def test_a_small_body_of_many_segments_is_sent() -> None:
+    """600 one-element inputs: 1200 segments, a 60 KB body (under SMALL_BODY)."""
+    xs = [np.full(1, i, np.float32) for i in range(600)]
+    message = codec.encode_infer_request(xs)
+    assert message.nbytes <= SMALL_BODY and len(message.segments) > 1024
+    with scripted() as server, client(server) as c:
+        np.testing.assert_array_equal(c.execute_multi(xs)[0], Y)
+    assert server.requests[0].endswith(message.tobytes())
+
+
+# --------------------------------------------------------------------------
+# Every framing reads the same
+
+
+def read_to_close(conn: socket.socket, body: bytes) -> bool:
+    conn.sendall(b"HTTP/1.1 200 OK\r\n\r\n" + Y_BODY)
+    return False
+
+
+FRAMINGS: list[Any] = [
+    pytest.param(ok(), True, id="content-length"),
+    pytest.param(chunked(Y_BODY, trailer=b"X-Trailer: 1\r\n"), True, id="chunked"),
+    pytest.param(chunked(Y_BODY, size=1), True, id="chunked-1-byte-chunks"),
+    pytest.param(ok(gzip.compress(Y_BODY), b"Content-Encoding: gzip\r\n"), True, id="gzip"),
+    pytest.param(
+        chunked(gzip.compress(Y_BODY), extra=b"Content-Encoding: gzip\r\n"), True, id="gzip-chunked"
+    ),
+    pytest.param(ok(zlib.compress(Y_BODY), b"Content-Encoding: deflate\r\n"), True, id="deflate"),
+    pytest.param(ok(Y_BODY, b"Content-Encoding: identity\r\n"), True, id="identity"),
+    pytest.param(b"HTTP/1.1 100 Continue\r\n\r\n" + ok(), True, id="100-continue"),
+    pytest.param(
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\n" + ok(), True, id="103"
+    ),
+    pytest.param(
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" + ok(),
+        True,
+        id="100-and-103",
+    ),
+    pytest.param(
+        ok(extra=b"X-Folded: a\r\n b\r\n\tc\r\nX-Dup: 1\r\nX-Dup: 2\r\n"),
+        True,
+        id="folded-and-repeated-headers",
+    ),
+    pytest.param(ok(extra=b"Content-Length: %d\r\n" % len(Y_BODY)), True, id="repeated-length"),
+    pytest.param(ok().replace(b"\r\n", b"\n", 3), True, id="bare-newlines"),
+    pytest.param(ok().replace(b"\r\n", b"\n", 1), True, id="mixed-newlines"),
+    pytest.param(ok(extra=b"content-LENGTH-x: 1\r\ncOnNeCtIoN: keep-alive\r\n"), True, id="cases"),
+    pytest.param(ok().replace(b"HTTP/1.1", b"HTTP/1.0"), False, id="http-1.0"),
+    pytest.param(
+        ok(extra=b"Connection: keep-alive\r\n").replace(b"HTTP/1.1", b"HTTP/1.0"),
+        True,
+        id="http-1.0-keep-alive",
+    ),
+    pytest.param(ok(extra=b"Connection: close\r\n"), False, id="connection-close"),
+    pytest.param(ok(extra=b"Connection: foo, Close\r\n"), False, id="connection-close-token"),
+    pytest.param(chunked(Y_BODY, extra=b"Content-Length: 3\r\n"), False, id="length-and-chunked"),
+    pytest.param(read_to_close, False, id="read-to-close"),
+    pytest.param(ok() + b"junk", False, id="bytes-after-the-body"),
+    pytest.param(ok() + ok(STRAY_BODY), False, id="a-stray-second-response"),
+]
+
+
+@pytest.mark.parametrize(("reply", "reused"), FRAMINGS)
+def test_every_framing_reads_the_same(reply: Reply, reused: bool) -> None:
+    with scripted(ok(), reply, ok()) as server, client(server) as c:
+        np.testing.assert_array_equal(c.execute(X), Y)
+        np.testing.assert_array_equal(c.execute(X), Y)  # reads `reply`
+        np.testing.assert_array_equal(c.execute(X), Y)  # never a leftover of `reply`
+    assert len(server.requests) == 3
+    assert server.connections == (1 if reused else 2)
+
+
+def test_a_large_chunked_response_reads_whole() -> None:
+    big = np.arange(1 << 18, dtype=np.float64)  # 2 MiB
+    body = codec.encode_infer_response([big]).tobytes()
+    with scripted(chunked(body, size=300_000), ok()) as server, client(server) as c:
+        np.testing.assert_array_equal(c.execute(X), big)
+        np.testing.assert_array_equal(c.execute(X), Y)
+    assert server.connections == 1
+
+
+def test_error_statuses_come_back_and_huge_error_bodies_drop_the_connection() -> None:
     big = b"x" * (200 * 1024)
     with (
         scripted(
             ok(),
-            b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 7\r\n\r\nno such",
-            b"HTTP/1.1 500 Oops\r\nContent-Length: %d\r\n\r\n" % len(big) + big,
+            ok(b"no such", b"Content-Type: text/plain\r\n", b"400 Bad Request"),
+            ok(big, status=b"500 Oops"),
             ok(),
         ) as server,
-        gp.Client(server.url) as client,
+        client(server) as c,
     ):
-        client.execute(X)
+        c.execute(X)
         with pytest.raises(gp.HTTPStatusError, match=r"HTTP 400 Bad Request .*: no such") as e400:
-            client.execute(X)
+            c.execute(X)
         assert e400.value.status_code == 400
         with pytest.raises(gp.HTTPStatusError, match="HTTP 500 Oops") as e500:
-            client.execute(X)  # a huge error body: cut, and the connection dropped
+            c.execute(X)  # a huge error body: cut, and the connection dropped
         assert len(e500.value.body) == 64 * 1024
-        client.execute(X)
-    assert server.connections == 2
+        np.testing.assert_array_equal(c.execute(X), Y)
+    assert server.connections == 2  # kept after the 400, dropped after the 500
 
 
-def test_a_503_with_retry_after_is_retried_on_the_fast_path(fast_calls: list[int]) -> None:
+def test_a_503_with_retry_after_is_retried() -> None:
+    busy = b"HTTP/1.1 503 Busy\r\nRetry-After: 0\r\nContent-Length: 4\r\n\r\nbusy"
     with (
-        scripted(
-            ok(), b"HTTP/1.1 503 Busy\r\nRetry-After: 0\r\nContent-Length: 0\r\n\r\n", ok()
-        ) as server,
-        gp.Client(server.url) as client,
+        scripted(ok(), busy, ok()) as server,
+        client(server, retries=gp.RetryPolicy(retries=2, backoff=0.01)) as c,
     ):
-        client.execute(X)
-        np.testing.assert_array_equal(client.execute(X), Y)
+        c.execute(X)
+        np.testing.assert_array_equal(c.execute(X), Y)
     assert len(server.requests) == 3
+    assert server.connections == 1
 
 
-def test_a_clean_close_before_the_response_is_not_resent(fast_calls: list[int]) -> None:
-    with scripted(ok(), close_now, ok()) as server, gp.Client(server.url, retries=0) as client:
-        client.execute(X)
-        with pytest.raises(gp.TransportError, match="closed before a response arrived"):
-            client.execute(X)
-    assert len(server.requests) == 2  # the server may have run it: not sent again
+# --------------------------------------------------------------------------
+# Broken responses: a TransportError with a clear message, never another exception
 
 
-def test_a_reset_before_the_response_is_resent_on_a_new_connection(fast_calls: list[int]) -> None:
-    with scripted(ok(), reset_now, ok()) as server, gp.Client(server.url, retries=0) as client:
-        client.execute(X)
-        np.testing.assert_array_equal(client.execute(X), Y)
+MALFORMED: list[Any] = [
+    pytest.param(b"SPDY/3 200 OK\r\n\r\n", "not an HTTP/1.x response", id="not-http"),
+    pytest.param(b"HTTP/1.1 2000 OK\r\n\r\n", "not an HTTP status line", id="bad-status"),
+    pytest.param(b"HTTP/1.1 099 Low\r\n\r\n", "invalid status", id="status-under-100"),
+    pytest.param(
+        b"HTTP/1.1 200 OK\r\nContent-Length: nope\r\n\r\n",
+        "invalid Content-Length",
+        id="bad-length",
+    ),
+    pytest.param(
+        b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", "invalid Content-Length", id="negative"
+    ),
+    pytest.param(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+        "conflicting Content-Length",
+        id="conflicting-lengths",
+    ),
+    pytest.param(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+        "unsupported Transfer-Encoding",
+        id="bad-transfer-encoding",
+    ),
+    pytest.param(
+        b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "malformed header line", id="bad-header"
+    ),
+    pytest.param(
+        b"HTTP/1.1 200 OK\r\n folded first\r\n\r\n", "folded header line", id="fold-first"
+    ),
+    pytest.param(b"HTTP/1.1 200 OK\r\nContent-Le", "middle of the response head", id="head-cut"),
+    pytest.param(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 99999\r\n\r\n" + Y_BODY,
+        "closed before the end of the response: the body ended",
+        id="short-body",
+    ),
+    pytest.param(
+        b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (len(Y_BODY) + 9) + Y_BODY,
+        "the body ended 9 bytes early",
+        id="short-small-body",
+    ),
+    pytest.param(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        "invalid chunk size line",
+        id="bad-chunk",
+    ),
+    pytest.param(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcdef\r\n0\r\n\r\n",
+        "chunk is longer than its size",
+        id="chunk-too-long",
+    ),
+    pytest.param(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nabc",
+        "closed in the middle of a chunk",
+        id="chunk-cut",
+    ),
+    pytest.param(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;" + b"e" * 20000,
+        "too long",
+        id="huge-chunk-line",
+    ),
+    pytest.param(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;" + b"e" * 5000 + b"\r\nab",
+        "too long",
+        id="chunk-line-over-4-KiB-received-at-once",
+    ),
+    pytest.param(ok(extra=b"X-Long: " + b"a" * 70_000 + b"\r\n"), "over 64 KiB", id="huge-head"),
+    pytest.param(b"HTTP/1.1 101 Switching Protocols\r\n\r\n", "switched protocols", id="101"),
+    pytest.param(
+        ok(b"not gzip at all", b"Content-Encoding: gzip\r\n"),
+        "compressed body is corrupt",
+        id="corrupt-gzip",
+    ),
+    pytest.param(
+        ok(gzip.compress(Y_BODY)[:-12], b"Content-Encoding: gzip\r\n"),
+        "compressed body ended early",
+        id="cut-gzip",
+    ),
+    pytest.param(
+        ok(Y_BODY, b"Content-Encoding: br\r\n"), "unsupported Content-Encoding", id="brotli"
+    ),
+]
+
+
+@pytest.mark.parametrize(("reply", "match"), MALFORMED)
+def test_malformed_responses_fail_cleanly(reply: bytes, match: str) -> None:
+    with scripted(ok(), send_and_close(reply), ok()) as server, client(server) as c:
+        c.execute(X)
+        with pytest.raises(gp.TransportError, match=match) as info:
+            c.execute(X)
+        assert type(info.value) is gp.TransportError
+        assert server.url.removesuffix("/model") in str(info.value)
+        np.testing.assert_array_equal(c.execute(X), Y)  # a new connection works
     assert server.connections == 2
 
 
-@pytest.mark.parametrize(
-    ("reply", "error", "match"),
-    [
-        (b"SPDY/3 200 OK\r\n\r\n", gp.TransportError, "closed before a response arrived"),
-        (b"HTTP/1.1 2000 OK\r\n\r\n", gp.TransportError, "closed before a response arrived"),
-        (
-            b"HTTP/1.1 200 OK\r\nContent-Length: nope\r\n\r\n",
-            gp.TransportError,
-            "invalid Content-Length",
-        ),
-        (
-            b"HTTP/1.1 200 OK\r\nContent-Length: 99999\r\n\r\n" + Y_BODY,
-            gp.TransportError,
-            "broke while reading",
-        ),
-        (
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-            gp.TransportError,
-            "broke while reading",
-        ),
-        (
-            ok(extra=b"X-Long: " + b"a" * 70_000 + b"\r\n"),
-            gp.TransportError,
-            "closed before a response arrived",
-        ),
-    ],
-    ids=["not-http", "bad-status", "bad-length", "short-body", "bad-chunk", "huge-head"],
-)
-def test_malformed_responses_fail_cleanly(
-    reply: bytes, error: type[Exception], match: str, fast_calls: list[int]
-) -> None:
-    def send_and_close(conn: socket.socket) -> None:
-        conn.sendall(reply)
-
-    with scripted(ok(), send_and_close, ok()) as server, gp.Client(server.url, retries=0) as client:
-        client.execute(X)
-        with pytest.raises(error, match=match):
-            client.execute(X)
-        np.testing.assert_array_equal(client.execute(X), Y)  # a new connection works
-    assert fast_calls
-
-
-def test_a_response_over_the_limit_is_refused_before_reading(fast_calls: list[int]) -> None:
+def test_a_response_over_the_limit_is_refused_before_reading() -> None:
+    huge = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (1 << 30) + b"\0" * 4096
     with (
-        scripted(ok(), ok(np.zeros(4096).tobytes())) as server,
-        gp.Client(server.url, max_response_bytes=len(Y_BODY)) as client,
+        scripted(ok(), huge, ok()) as server,
+        client(server, max_response_bytes=64 << 20) as c,
     ):
-        client.execute(X)
-        with pytest.raises(gp.ResponseTooLargeError):
-            client.execute(X)
+        c.execute(X)
+        tracemalloc.start()
+        try:
+            with pytest.raises(gp.ResponseTooLargeError, match="1073741824 bytes"):
+                c.execute(X)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 4 << 20, peak  # nothing near 1 GiB, nor even the limit, was allocated
+        np.testing.assert_array_equal(c.execute(X), Y)
+    assert server.connections == 2  # the unread body is never read as a response
 
 
-def test_a_stalled_response_is_a_read_timeout(fast_calls: list[int]) -> None:
+@pytest.mark.parametrize("framed", ["length", "chunked"])
+def test_a_gzip_bomb_is_cut_at_the_limit(framed: str) -> None:
+    bomb = gzip.compress(b"\0" * (64 << 20), 1)  # 64 MiB inflated, ~64 KB on the wire
+    reply = (
+        ok(bomb, b"Content-Encoding: gzip\r\n")
+        if framed == "length"
+        else chunked(bomb, size=16384, extra=b"Content-Encoding: gzip\r\n")
+    )
+    with scripted(reply) as server, client(server, max_response_bytes=1 << 20) as c:
+        tracemalloc.start()
+        try:
+            with pytest.raises(gp.ResponseTooLargeError):
+                c.execute(X)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peak < 8 << 20, peak
+
+
+def test_a_chunked_response_over_the_limit_is_refused() -> None:
+    body = b"\0" * (3 << 20)
+    with (
+        scripted(chunked(body, size=65536)) as server,
+        client(server, max_response_bytes=1 << 20) as c,
+        pytest.raises(gp.ResponseTooLargeError),
+    ):
+        c.execute(X)
+
+
+# --------------------------------------------------------------------------
+# Waits are bounded
+
+
+@pytest.mark.parametrize("sent", [b"", b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc"])
+def test_a_stalled_response_is_a_read_timeout(sent: bytes) -> None:
     stop = threading.Event()
 
-    def stall(conn: socket.socket) -> None:
+    def stall(conn: socket.socket, body: bytes) -> bool:
+        conn.sendall(sent)
         stop.wait(5)
+        return False
 
-    with (
-        scripted(ok(), stall) as server,
-        gp.Client(server.url, timeout=(5, 0.2), retries=0) as client,
-    ):
-        client.execute(X)
+    with scripted(ok(), stall) as server, client(server, timeout=(2, 0.2)) as c:
+        c.execute(X)
+        start = time.monotonic()
         with pytest.raises(gp.ReadTimeout):
-            client.execute(X)
+            c.execute(X)
+        assert time.monotonic() - start < 1.5
         stop.set()
 
 
+def test_a_trickled_response_hits_the_total_deadline() -> None:
+    stop = threading.Event()
+
+    def trickle(conn: socket.socket, body: bytes) -> bool:
+        for byte in ok():  # every byte within the read timeout, never the whole response
+            conn.sendall(bytes([byte]))
+            if stop.wait(0.05):
+                break
+        return False
+
+    with (
+        scripted(ok(), trickle) as server,
+        client(server, timeout=gp.Timeout(connect=2, read=1, total=0.4)) as c,
+    ):
+        c.execute(X)
+        start = time.monotonic()
+        with pytest.raises(gp.DeadlineExceeded):
+            c.execute(X)
+        assert time.monotonic() - start < 1.5
+        stop.set()
+
+
+def test_endless_interim_responses_are_bounded_by_the_deadline() -> None:
+    stop = threading.Event()
+
+    def endless(conn: socket.socket, body: bytes) -> bool:
+        while not stop.wait(0.01):
+            conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        return False
+
+    with (
+        scripted(endless) as server,
+        client(server, timeout=gp.Timeout(connect=2, read=0.5, total=0.4)) as c,
+    ):
+        with pytest.raises(gp.DeadlineExceeded):
+            c.execute(X)
+        stop.set()
+
+
+# --------------------------------------------------------------------------
+# At most once
+
+
+def test_a_clean_close_after_the_request_was_read_is_not_resent() -> None:
+    with (
+        scripted(ok(), close_now, ok()) as server,
+        client(server, retries=gp.RetryPolicy(retries=2, backoff=0.01)) as c,
+    ):
+        c.execute(X)
+        with pytest.raises(gp.TransportError, match="closed before a response arrived"):
+            c.execute(X)
+    assert len(server.requests) == 2  # the server may have run it: not sent again
+
+
+def test_a_close_of_a_reused_connection_before_the_response_is_not_resent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The server closed the idle connection (a FIN) but the client writes on it
+    # anyway (the race the idle check narrows): the write succeeds, no response comes.
+    stale_connections_look_alive(monkeypatch)
+    action, go = answer_then(close_now)
+    with scripted(action) as server, client(server) as c:
+        c.execute(X)
+        go.set()
+        server.wait_closed(1)
+        with pytest.raises(gp.TransportError, match="closed before a response arrived"):
+            c.execute(X)
+    assert len(server.requests) == 1
+    assert server.connections == 1
+
+
+def test_the_idle_check_drops_a_connection_the_server_closed() -> None:
+    action, go = answer_then(close_now)
+    with scripted(action) as server, client(server) as c:
+        c.execute(X)
+        go.set()
+        server.wait_closed(1)
+        time.sleep(0.02)
+        np.testing.assert_array_equal(c.execute(X), Y)  # a new connection, never a failure
+    assert len(server.requests) == 2
+    assert server.connections == 2
+
+
+@pytest.mark.parametrize("idempotent", [False, True])
+def test_a_reset_after_the_request_was_written_is_resent_only_if_idempotent(
+    idempotent: bool,
+) -> None:
+    with (
+        scripted(ok(), reset_now, ok()) as server,
+        client(server, idempotent=idempotent, retries=gp.RetryPolicy(retries=2, backoff=0.01)) as c,
+    ):
+        c.execute(X)
+        if idempotent:
+            np.testing.assert_array_equal(c.execute(X), Y)  # retried by the client's RetryState
+        else:
+            with pytest.raises(gp.TransportError, match="closed before a response arrived"):
+                c.execute(X)
+    assert len(server.requests) == (3 if idempotent else 2)
+
+
 @pytest.mark.parametrize(
-    ("url", "headers", "eligible"),
+    "scheme",
     [
-        ("http://127.0.0.1:9000", {}, True),
-        ("http://[::1]:9000/a?b=c", {}, True),
-        ("https://h.example/", {}, True),
-        ("http://h/a b", {}, False),  # urllib3 percent-encodes it
-        ("http://h/%7e", {}, False),  # urllib3 normalises percent-encodings
-        ("http://h/", {"Host": "other"}, False),
-        ("http://h/", {"X": "\u20ac"}, False),  # not latin-1
+        "http",
+        pytest.param(
+            "https",
+        ),
     ],
 )
-def test_which_requests_take_the_fast_path(
-    url: str, headers: dict[str, str], eligible: bool
+def test_a_request_not_written_on_a_stale_connection_is_resent_once(
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, scheme: str
 ) -> None:
-    prefix = _transport_sync.request_head_prefix(
-        parse_endpoint(url), {**headers, "Content-Length": "1"}
-    )
-    assert (prefix is not None) is eligible
-    if prefix is not None:
-        assert prefix.endswith(b"\r\nContent-Length: ")
-        assert b"Host: " in prefix
-        if "[::1]" in url:
-            assert b"Host: [::1]:9000\r\n" in prefix
-        if url.startswith("https://h.example/"):
-            assert b"Host: h.example\r\n" in prefix  # default port left out
+    kwargs: dict[str, Any] = {}
+    verify: dict[str, Any] = {}
+    if scheme == "https":
+        server_ctx, client_ctx = request.getfixturevalue("tls")
+        kwargs["ssl_context"], verify["verify"] = server_ctx, client_ctx
+    stale_connections_look_alive(monkeypatch)
+    attempts: list[bool] = []
+    real = _transport_sync.SyncTransport._send_once
+
+    def send_once(self: Any, req: Any, deadline: Any, *, may_resend: bool) -> Any:
+        attempts.append(may_resend)
+        return real(self, req, deadline, may_resend=may_resend)
+
+    monkeypatch.setattr(_transport_sync.SyncTransport, "_send_once", send_once)
+    action, go = answer_then(reset_now)
+    with scripted(action, **kwargs) as server, client(server, **verify) as c:
+        c.execute(X)
+        go.set()
+        server.wait_closed(1)  # reset: the next write on that connection fails
+        time.sleep(0.02)
+        attempts.clear()
+        np.testing.assert_array_equal(c.execute(X), Y)  # retries=0: the transport resent it
+    assert attempts == [True, False]
+    assert len(server.requests) == 2  # the failed write never reached the server
+    assert server.connections == 2
 
 
-def test_tls_connections_take_the_fast_path_too(fast_calls: list[int]) -> None:
+# --------------------------------------------------------------------------
+# TLS: the same path
+
+
+@pytest.fixture(scope="module")
+def tls() -> tuple[ssl.SSLContext, ssl.SSLContext]:
     trustme = pytest.importorskip("trustme")
-    import ssl
-
-    from graphpipe_client.testing import serve
-
     ca = trustme.CA()
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
     client_ctx = ssl.create_default_context()
     ca.configure_trust(client_ctx)
-    big = np.arange(1 << 17, dtype=np.float32)  # over SMALL_BODY
+    return server_ctx, client_ctx
+
+
+def test_tls_connections_take_the_same_path(
+    tls: tuple[ssl.SSLContext, ssl.SSLContext], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_urlopen(*args: object, **kwargs: object) -> None:
+        raise AssertionError("urllib3's urlopen is not used")
+
+    monkeypatch.setattr(urllib3.HTTPConnectionPool, "urlopen", no_urlopen)
+    server_ctx, client_ctx = tls
+    big = np.arange(1 << 18, dtype=np.float32)  # 1 MiB: over SMALL_BODY
     with (
-        serve(lambda x: x * 2, ssl_context=server_ctx) as server,
-        gp.Client(server.url, verify=client_ctx) as client,
+        scripted(default=double, ssl_context=server_ctx) as server,
+        client(server, verify=client_ctx) as c,
     ):
-        for x in (X, X, big, big):  # new connection (urllib3), then kept alive (fast path)
-            np.testing.assert_array_equal(client.execute(x), x * 2)
-    assert len(fast_calls) == 3
+        for x in (X, X, big, big, X):
+            np.testing.assert_array_equal(c.execute(x), x * 2)
+    assert server.connections == 1  # kept alive over TLS too
+    assert len(server.requests) == 5
+
+
+FRAMING = {p.id: p for p in FRAMINGS}
+
+
+@pytest.mark.parametrize(
+    ("reply", "reused"),
+    [
+        FRAMING[k]
+        for k in ("chunked", "gzip", "100-continue", "read-to-close", "bytes-after-the-body")
+    ],
+)
+def test_framings_over_tls(
+    tls: tuple[ssl.SSLContext, ssl.SSLContext], reply: Reply, reused: bool
+) -> None:
+    server_ctx, client_ctx = tls
+    with (
+        scripted(ok(), reply, ok(), ssl_context=server_ctx) as server,
+        client(server, verify=client_ctx) as c,
+    ):
+        for _ in range(3):
+            np.testing.assert_array_equal(c.execute(X), Y)
+    assert server.connections == (1 if reused else 2)
+
+
+def test_tls_without_verification_warns_per_connection(
+    tls: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    server_ctx, _ = tls
+    with scripted(ssl_context=server_ctx) as server, client(server, verify=False) as c:
+        with pytest.warns(urllib3.exceptions.InsecureRequestWarning, match="Unverified HTTPS"):
+            c.execute(X)
+        c.execute(X)  # kept alive: no new connection, no new warning
+    assert server.connections == 1
+
+
+def test_tls_with_an_untrusted_certificate_is_a_tls_error(
+    tls: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    server_ctx, _ = tls
+    with (
+        scripted(ssl_context=server_ctx) as server,
+        client(server) as c,  # system CAs
+        pytest.raises(gp.TLSError, match="TLS with"),
+    ):
+        c.execute(X)
+    assert server.requests == []
 
 
 # --------------------------------------------------------------------------
-# The async transport: a small body is handed to httpx joined, a large one as views.
+# Threads share the pool
+
+
+def test_threads_share_the_pool_and_each_gets_its_own_answer() -> None:
+    errors: list[BaseException] = []
+
+    with scripted(default=double) as server, client(server, pool_size=4) as c:
+
+        def work(k: int) -> None:
+            try:
+                for i in range(10):
+                    x = np.array([k, i], dtype=np.float32)
+                    np.testing.assert_array_equal(c.execute(x), x * 2)
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(20)
+    assert not errors, errors
+    assert len(server.requests) == 40
+    assert server.connections <= 4
+
+
+# --------------------------------------------------------------------------
+# The async transport: a small body is handed to httpx joined, a large one as views;
+# every connection's stream is tracked so that bytes of no response are never read
+# as the answer to the next request.
 
 
 def test_async_small_bodies_are_joined_and_large_ones_streamed_as_views() -> None:
-    import asyncio
-
-    from graphpipe_client import _transport_async
-
     small = codec.encode_infer_request([X])
     content = _transport_async._content(small)
     assert isinstance(content, bytes) and content == small.tobytes()
@@ -427,14 +901,124 @@ def test_async_small_bodies_are_joined_and_large_ones_streamed_as_views() -> Non
 
 @pytest.mark.parametrize("x", [X, np.arange(1 << 17, dtype=np.float32)], ids=["small", "large"])
 def test_async_round_trips_of_both_sizes(x: np.ndarray) -> None:
-    import asyncio
+    async def main(url: str) -> None:
+        async with gp.AsyncClient(url, timeout=FAST, retries=NO_RETRY) as c:
+            for _ in range(2):
+                np.testing.assert_array_equal(await c.execute(x), x * 2)
 
-    from graphpipe_client.testing import serve
+    with scripted(default=double) as server:
+        asyncio.run(main(server.url))
+    assert server.connections == 1
+
+
+def test_async_transport_installs_the_tracking_backend_on_httpx_pool() -> None:
+    async def main(url: str) -> None:
+        async with gp.AsyncClient(url, timeout=FAST, retries=NO_RETRY) as c:
+            await c.execute(X)
+            httpx_client = await c._transport._client()
+            router = httpx_client._transport  # type: ignore[attr-defined]
+            assert isinstance(router, _transport_async._ProxyRouter)
+            (transport,) = router._transports.values()  # direct: no proxy
+            pool = transport._pool
+            assert isinstance(pool._network_backend, _transport_async._TrackingBackend)
+            (conn,) = pool.connections
+            stream = conn._connection._network_stream
+            assert isinstance(stream, _transport_async._TrackedStream)
+
+    with scripted() as server:
+        asyncio.run(main(server.url))
+
+
+class FakeStream(httpcore.AsyncNetworkStream):
+    """Reads what the test scripted; never readable by itself."""
+
+    def __init__(self, reads: list[bytes]) -> None:
+        self.reads = reads
+        self.written: list[bytes] = []
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self.reads.pop(0) if self.reads else b""
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self.written.append(bytes(buffer))
+
+    async def aclose(self) -> None:
+        pass
+
+    def get_extra_info(self, info: str) -> Any:
+        return False if info == "is_readable" else None
+
+
+@pytest.mark.parametrize(
+    ("reads", "readable"),
+    [
+        ([ok()], False),
+        ([ok()[:10], ok()[10:]], False),
+        ([ok() + b"x"], True),  # a byte after a complete response
+        ([ok(), b"x"], True),
+        ([ok(), ok(STRAY_BODY)], True),
+        ([b"HTTP/1.1 204 No Content\r\nContent-Length: 4\r\n\r\nbody"], True),
+        ([b"HTTP/1.1 100 Continue\r\n\r\n", ok()], False),
+        ([chunked(Y_BODY) + b"\r\n"], True),
+    ],
+)
+def test_a_tracked_stream_reports_bytes_after_a_complete_response_as_readable(
+    reads: list[bytes], readable: bool
+) -> None:
+    async def main() -> None:
+        inner = FakeStream(list(reads))
+        stream = _transport_async._TrackedStream(inner)
+        await stream.write(b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\n")
+        await stream.write(b"abc")  # the body of the same request
+        assert stream.get_extra_info("is_readable") is False
+        for _ in reads:
+            await stream.read(65536)
+        assert stream.get_extra_info("is_readable") is readable
+        assert stream.get_extra_info("other") is None
+
+    asyncio.run(main())
+
+
+FILLER = b"A: " + b"b" * (len(STRAY_BODY) - 3)  # a body that reads as a header field
+
+
+@pytest.mark.parametrize(
+    "replies",
+    [
+        pytest.param([ok() + ok(STRAY_BODY)], id="a-stray-second-response"),
+        pytest.param([ok() + b"junk"], id="bytes-after-the-body"),
+        pytest.param(
+            [
+                b"HTTP/1.1 204 No Content\r\nContent-Length: %d\r\n\r\n" % len(ok(STRAY_BODY))
+                + ok(STRAY_BODY)
+            ],
+            id="a-204-with-a-body",
+        ),
+        pytest.param([ok(extra=b"Connection: close\r\n"), ok() + ok(STRAY_BODY)], id="close"),
+        pytest.param(
+            [b"HTTP/1.1 400 Bad\nContent-Length: %d\n\r\n" % len(FILLER) + FILLER + ok(STRAY_BODY)],
+            id="lf-cr-lf-head-then-a-stray",
+        ),
+        pytest.param(
+            [chunked(Y_BODY, extra=b"Content-Length: 3\r\n"), ok() + ok(STRAY_BODY)],
+            id="length-and-chunked-then-a-stray",
+        ),
+    ],
+)
+def test_async_never_reads_a_stray_response_as_the_next_answer(replies: list[bytes]) -> None:
+    outcomes: list[object] = []
 
     async def main(url: str) -> None:
-        async with gp.AsyncClient(url) as client:
-            for _ in range(2):
-                np.testing.assert_array_equal(await client.execute(x), x + 1)
+        async with gp.AsyncClient(url, timeout=FAST, retries=NO_RETRY) as c:
+            for _ in range(len(replies) + 1):
+                try:
+                    outcomes.append(await c.execute(X))
+                except gp.GraphPipeError as exc:
+                    outcomes.append(exc)
 
-    with serve(lambda a: a + 1) as server:
+    with scripted(*replies) as server:
         asyncio.run(main(server.url))
+    assert not any(isinstance(o, np.ndarray) and o.shape == STRAY.shape for o in outcomes)
+    assert isinstance(outcomes[-1], np.ndarray), outcomes
+    np.testing.assert_array_equal(outcomes[-1], Y)
+    assert len(server.requests) == len(replies) + 1

@@ -27,6 +27,7 @@ from ._exceptions import GraphPipeError
 from ._exceptions import TimeoutError as GPTimeoutError
 from ._messages import ModelMetadata
 from ._progress import ProgressArg
+from ._tracing import start_span
 from ._transport_async import AsyncTransport
 
 __all__ = ["AsyncClient"]
@@ -244,10 +245,22 @@ class AsyncClient(ClientBase[AsyncTransport]):
             return False, f"{type(exc).__name__}: {exc}"
 
     async def _send(self, req: PreparedRequest) -> RawResponse:
-        state = RetryState(self._config)
+        span = start_span(req, req.tensor_count)
+        if span is None:
+            return await self._attempts(req)
+        try:
+            raw = await self._attempts(span.req)
+        except BaseException as exc:
+            span.failed(exc)
+            raise
+        span.succeeded(raw)
+        return raw
+
+    async def _attempts(self, req: PreparedRequest) -> RawResponse:
+        state = RetryState(self._config, req)
         while True:
             try:
-                raw = await self._transport.send(req)
+                raw = await self._transport.send(req, state.deadline)
             except GraphPipeError as exc:
                 delay = state.after_error(exc)
             else:

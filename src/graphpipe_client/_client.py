@@ -26,6 +26,7 @@ from ._exceptions import GraphPipeError
 from ._exceptions import TimeoutError as GPTimeoutError
 from ._messages import ModelMetadata
 from ._progress import ProgressArg
+from ._tracing import start_span
 from ._transport_sync import SyncTransport
 
 __all__ = ["Client"]
@@ -42,8 +43,10 @@ class Client(ClientBase[SyncTransport]):
         url: the model URL, e.g. ``http://127.0.0.1:9000``. User-info in the
             URL (``http://user:pass@host``) is sent as HTTP Basic auth and
             never shown in messages.
-        timeout: seconds, a ``(connect, read)`` tuple, a :class:`Timeout`, or
-            ``None`` to wait forever. Default: 5 s to connect, 60 s per read.
+        timeout: seconds, a ``(connect, read)`` tuple, a :class:`Timeout`
+            (which also takes ``total=``, a deadline for the whole call), or
+            ``None`` to wait forever. Default: 5 s to connect, 60 s per read,
+            no total.
         retries: how many times a call is retried when the request never
             reached the server (connection refused, connect timeout) or the
             server answered 503; an ``int``, a :class:`RetryPolicy`, or
@@ -57,6 +60,16 @@ class Client(ClientBase[SyncTransport]):
         max_response_bytes: refuse larger responses before allocating
             (default 2 GiB - 1, FlatBuffers' own limit); ``None`` for no limit.
         pool_size: connections kept alive per host.
+        idempotent: ``True`` declares that the model may safely run twice on
+            the same input: a call whose connection broke after the request was
+            sent is then retried too (within ``retries``). Default ``False``:
+            a request the server may have run is never sent again.
+        proxy: a proxy for every request, e.g. ``http://user:pass@proxy:3128``
+            (``http://`` URLs are forwarded, ``https://`` ones tunnelled with
+            ``CONNECT``). Default: from the environment.
+        trust_env: honour ``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY`` and
+            ``NO_PROXY`` (read when the client is created) when ``proxy`` is
+            not given. Default ``True``, as in requests and httpx.
 
     Example:
         >>> import numpy as np
@@ -326,10 +339,22 @@ class Client(ClientBase[SyncTransport]):
             return False, f"{type(exc).__name__}: {exc}"
 
     def _send(self, req: PreparedRequest) -> RawResponse:
-        state = RetryState(self._config)
+        span = start_span(req, req.tensor_count)
+        if span is None:
+            return self._attempts(req)
+        try:
+            raw = self._attempts(span.req)
+        except BaseException as exc:
+            span.failed(exc)
+            raise
+        span.succeeded(raw)
+        return raw
+
+    def _attempts(self, req: PreparedRequest) -> RawResponse:
+        state = RetryState(self._config, req)
         while True:
             try:
-                raw = self._transport.send(req)
+                raw = self._transport.send(req, state.deadline)
             except GraphPipeError as exc:
                 delay = state.after_error(exc)
             else:

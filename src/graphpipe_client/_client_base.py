@@ -53,6 +53,9 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         cert: str | tuple[str, str] | None = None,
         max_response_bytes: int | None = DEFAULT_MAX_RESPONSE_BYTES,
         pool_size: int = 10,
+        idempotent: bool = False,
+        proxy: str | None = None,
+        trust_env: bool = True,
     ) -> None:
         if url is not None:
             parse_endpoint(url)  # fail early on a bad URL
@@ -65,6 +68,9 @@ class ClientBase(abc.ABC, Generic[TransportT]):
             cert=cert,
             max_response_bytes=max_response_bytes,
             pool_size=pool_size,
+            idempotent=idempotent,
+            proxy=proxy,
+            trust_env=trust_env,
         )
         self._metadata_cache: dict[str, ModelMetadata] = {}
         # URLs whose server has no /control routes: probed with a metadata request.

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import base64
 import functools
+import re
+import time
 from dataclasses import dataclass, field
 from typing import Final, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -23,13 +25,16 @@ from ._decode import Buffer, decode_infer_response, decode_metadata_response, he
 from ._encode import encode_infer_request, encode_metadata_request
 from ._exceptions import (
     ConnectError,
+    DeadlineExceeded,
     GraphPipeError,
     HTTPStatusError,
+    InvalidURL,
     RemoteError,
     ResponseTooLargeError,
     TLSError,
     TransportError,
 )
+from ._log import log_retry
 from ._messages import EncodedMessage, ModelMetadata
 from ._version import __version__
 
@@ -90,14 +95,19 @@ def parse_endpoint(url: str) -> Endpoint:
     """Parse and check a model URL such as ``http://host:9000``.
 
     Raises:
-        ValueError: the URL is not an ``http``/``https`` URL with a host.
+        InvalidURL: the URL is not an ``http``/``https`` URL with a host (a
+            ``ValueError`` too).
     """
     if not isinstance(url, str):
         raise TypeError(f"the model URL must be a str, not {type(url).__name__}")
+    if _URL_BAD.search(url.strip()):
+        raise InvalidURL(
+            f"invalid URL {_redact_text(url)!r}: it contains a space or a control character"
+        )
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
-        raise ValueError(
+        raise InvalidURL(
             f"unsupported URL {_redact_text(url)!r}: give an http:// or https:// URL, "
             "such as http://127.0.0.1:9000"
         )
@@ -105,9 +115,9 @@ def parse_endpoint(url: str) -> Endpoint:
         host = parts.hostname
         port = parts.port
     except ValueError as exc:
-        raise ValueError(f"invalid URL {_redact_text(url)!r}: {exc}") from None
+        raise InvalidURL(f"invalid URL {_redact_text(url)!r}: {exc}") from None
     if not host:
-        raise ValueError(f"invalid URL {_redact_text(url)!r}: it names no host")
+        raise InvalidURL(f"invalid URL {_redact_text(url)!r}: it names no host")
     if port is None:
         port = 443 if scheme == "https" else 80
     authorization = None
@@ -125,6 +135,9 @@ def parse_endpoint(url: str) -> Endpoint:
     )
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return Endpoint(clean, redacted, scheme, host, port, target, authorization)
+
+
+_URL_BAD: Final = re.compile(r"[\x00-\x20\x7f]")
 
 
 def _redact_text(url: str) -> str:
@@ -150,6 +163,7 @@ class PreparedRequest:
     timeout: Timeout
     max_response_bytes: int | None
     method: str = "POST"
+    tensor_count: int = 0  # input tensors in the body (for tracing)
 
 
 def _headers(config: ClientConfig, endpoint: Endpoint, nbytes: int) -> dict[str, str]:
@@ -188,6 +202,7 @@ def prepare_infer(
         _headers(config, endpoint, body.nbytes),
         timeout,
         config.max_response_bytes,
+        tensor_count=len(inputs),  # type: ignore[arg-type]
     )
 
 
@@ -330,6 +345,7 @@ class RawResponse:
     reason: str
     retry_after: str | None
     body: Buffer
+    reused: bool | None = None  # whether it came on a reused connection, where known
 
 
 def _status_error(req: PreparedRequest, raw: RawResponse) -> HTTPStatusError:
@@ -365,28 +381,48 @@ def shape_outputs(outputs: list[np.ndarray]) -> np.ndarray | list[np.ndarray]:
 
 
 class RetryState:
-    """Decides, attempt after attempt, whether to retry and after how long.
+    """Decides, attempt after attempt, whether to retry and after how long, within the deadline.
 
     Use: ``delay = state.after_error(exc)`` (re-raises ``exc`` when it is
     final) or ``delay = state.after_response(raw)`` (``None`` when the
-    response is final); sleep ``delay`` and try again.
+    response is final); sleep ``delay`` and try again. :attr:`deadline` is
+    the call's deadline (``time.monotonic()`` seconds) from
+    ``Timeout(total=...)``, or ``None``; a retry that would start after it
+    raises :class:`DeadlineExceeded` instead.
+
+    What is retried: a request that provably never reached the server
+    (:class:`ConnectError`, TLS failures excepted) and the statuses of the
+    policy (503). With ``idempotent=True`` (the model may run twice), also a
+    connection that broke after the request was sent; never a timeout.
     """
 
-    __slots__ = ("attempt", "policy")
+    __slots__ = ("attempt", "deadline", "idempotent", "policy", "req", "total", "where")
 
-    def __init__(self, config: ClientConfig) -> None:
+    def __init__(self, config: ClientConfig, req: PreparedRequest) -> None:
+        self.req = req
         self.policy = config.retry
+        self.idempotent = config.idempotent
         self.attempt = 0
+        self.total = req.timeout.total
+        self.deadline = None if self.total is None else time.monotonic() + self.total
+        self.where = req.endpoint.redacted
+
+    def _retryable(self, exc: GraphPipeError) -> bool:
+        if isinstance(exc, ConnectError):
+            return not isinstance(exc, TLSError)
+        return (
+            self.idempotent
+            and type(exc) is TransportError  # not a timeout, not a TLS or size error
+        )
 
     def after_error(self, exc: GraphPipeError) -> float:
-        # Only a request that never reached the server is safe to repeat.
-        if (
-            isinstance(exc, ConnectError)
-            and not isinstance(exc, TLSError)
-            and self.attempt < self.policy.retries
-        ):
+        if self._retryable(exc) and self.attempt < self.policy.retries:
             delay = self.policy.backoff_delay(self.attempt)
             self.attempt += 1
+            self._check_deadline(delay, exc)
+            log_retry(
+                self.req, self.attempt, self.policy.retries, delay, f"{type(exc).__name__}: {exc}"
+            )
             return delay
         raise exc
 
@@ -396,5 +432,16 @@ class RetryState:
         delay = self.policy.retry_after_delay(raw.retry_after)
         if delay is None:
             delay = self.policy.backoff_delay(self.attempt)
+        if self.deadline is not None and time.monotonic() + delay >= self.deadline:
+            return None  # no time left to retry: the status is the answer
         self.attempt += 1
+        log_retry(self.req, self.attempt, self.policy.retries, delay, f"HTTP {raw.status}")
         return delay
+
+    def _check_deadline(self, delay: float, cause: GraphPipeError) -> None:
+        if self.deadline is not None and time.monotonic() + delay >= self.deadline:
+            raise DeadlineExceeded(
+                f"the call to {self.where} did not finish within its total timeout of "
+                f"{self.total} s (after {self.attempt} attempt(s); the last one: {cause})",
+                url=self.where,
+            ) from cause

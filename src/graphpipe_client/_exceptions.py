@@ -3,6 +3,9 @@
 Every error the package raises derives from :class:`GraphPipeError`::
 
     GraphPipeError
+    ├── InvalidOption          a bad client option (also a ValueError)
+    │   ├── InvalidURL         a model URL that is not http(s)://host[:port][/path]
+    │   └── InvalidHeader      a header name or value that cannot be sent
     ├── EncodeError            bad input: cannot be written as a GraphPipe message
     ├── DecodeError            malformed or hostile message bytes
     ├── TransportError         the HTTP exchange failed
@@ -10,7 +13,8 @@ Every error the package raises derives from :class:`GraphPipeError`::
     │   │   └── TLSError       TLS handshake or certificate verification failed
     │   └── TimeoutError
     │       ├── ConnectTimeout the connection could not be made in time
-    │       └── ReadTimeout    the server did not answer in time
+    │       ├── ReadTimeout    the server did not answer in time
+    │       └── DeadlineExceeded  the whole call outlasted ``Timeout(total=...)``
     ├── ResponseTooLargeError  the response exceeds ``max_response_bytes``
     ├── HTTPStatusError        the server answered with a non-200 status
     ├── RemoteError            the server answered 200 with ``errors`` entries
@@ -29,11 +33,15 @@ __all__ = [
     "BatchError",
     "ConnectError",
     "ConnectTimeout",
+    "DeadlineExceeded",
     "DecodeError",
     "EncodeError",
     "ErrorEntry",
     "GraphPipeError",
     "HTTPStatusError",
+    "InvalidHeader",
+    "InvalidOption",
+    "InvalidURL",
     "ReadTimeout",
     "RemoteError",
     "ResponseTooLargeError",
@@ -79,6 +87,34 @@ class GraphPipeError(Exception):
 
 def _rebuild(cls: type[GraphPipeError], kwargs: dict[str, Any]) -> GraphPipeError:
     return cls(**kwargs)
+
+
+class InvalidOption(GraphPipeError, ValueError):
+    """A client option or call argument that cannot be used; raised before anything is sent.
+
+    The message names the option and says what is accepted. It never
+    contains the value of a header (often a credential).
+
+    Example:
+        >>> import graphpipe_client as gp
+        >>> try:
+        ...     gp.Timeout(connect=-1)
+        ... except gp.InvalidOption as exc:
+        ...     print(exc)
+        Timeout.connect must be a positive number of seconds or None, got -1
+    """
+
+
+class InvalidURL(InvalidOption):
+    """A model URL that is not ``http://`` or ``https://`` with a host (credentials hidden)."""
+
+
+class InvalidHeader(InvalidOption):
+    """A header that cannot be sent: a name that is not an HTTP token, or a value with a
+    line break, a NUL or another control character, or a character outside ASCII.
+
+    The message names the header, never its value.
+    """
 
 
 class EncodeError(GraphPipeError, ValueError):
@@ -138,6 +174,15 @@ class ConnectTimeout(TimeoutError, ConnectError):
 
 class ReadTimeout(TimeoutError):
     """The server did not send the response within the read timeout."""
+
+
+class DeadlineExceeded(TimeoutError):
+    """The whole call, retries and back-off included, outlasted ``Timeout(total=...)``.
+
+    Unlike the read timeout, which a server that trickles one byte at a time
+    restarts with every byte, the total timeout is a deadline for the call.
+    The last attempt's error, if any, is chained as ``__cause__``.
+    """
 
 
 class ResponseTooLargeError(GraphPipeError):

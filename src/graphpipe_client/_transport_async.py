@@ -1,7 +1,7 @@
 """The async transport: one POST over a pooled ``httpx.AsyncClient``.
 
 This is the only module that knows httpx. What it relies on, each covered by
-``tests/test_transport_async.py``:
+``tests/test_transport_perf_paths.py``:
 
 1. A request body given as an async iterator of ``memoryview`` slices with an
    explicit ``Content-Length`` is sent as is (no chunked encoding). h11 joins
@@ -12,7 +12,16 @@ This is the only module that knows httpx. What it relies on, each covered by
 2. ``Response.aiter_raw()`` yields the body as it arrives; it is copied once
    into a buffer sized from ``Content-Length``. The stream is always drained
    to its end, or httpcore would drop the connection instead of reusing it.
-3. An ``httpx.AsyncClient`` and its connections belong to the event loop they
+3. ``httpx.AsyncHTTPTransport._pool`` is httpcore's connection pool, and its
+   ``_network_backend`` opens every connection; the pool does not hand out an
+   idle connection whose stream reports ``get_extra_info("is_readable")``.
+   Each connection's stream is wrapped in :class:`_TrackedStream`, which
+   follows the responses with :class:`._http11.ResponseTracker` and reports
+   a connection that received bytes belonging to no response (a second,
+   unrequested response; the body of a 204) as readable, so that it is
+   closed instead of being reused: h11 would read those bytes as the answer
+   to the next request.
+4. An ``httpx.AsyncClient`` and its connections belong to the event loop they
    were used in. The transport keeps one per running loop, and closes it when
    that loop shuts down (``asyncio.run`` and ``loop.shutdown_asyncgens()``
    close async generators; the pool's keeper is one), so a client reused
@@ -23,13 +32,18 @@ This is the only module that knows httpx. What it relies on, each covered by
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
+import time
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Final, cast
+from dataclasses import replace
+from typing import Any, Final, cast
 
+import httpcore
 import httpx
 
+from . import _http11 as h11
 from ._config import ClientConfig, make_ssl_context
 from ._core import (
     ERROR_BODY_BYTES,
@@ -44,12 +58,16 @@ from ._core import (
 from ._exceptions import (
     ConnectError,
     ConnectTimeout,
+    DeadlineExceeded,
     GraphPipeError,
     ReadTimeout,
+    ResponseTooLargeError,
     TLSError,
     TransportError,
 )
+from ._log import debug_enabled, log_exchange, log_failure
 from ._messages import EncodedMessage
+from ._proxy import Proxy, ProxyChooser
 
 __all__ = ["BODY_SLICE", "AsyncTransport"]
 
@@ -87,6 +105,114 @@ async def _keeper(client: httpx.AsyncClient) -> AsyncGenerator[None, None]:
         await client.aclose()
 
 
+class _TrackedStream(httpcore.AsyncNetworkStream):
+    """A connection's stream that accounts for every byte read (see property 3 above)."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+        self._inner = inner
+        self._tracker = h11.ResponseTracker()
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        data = await self._inner.read(max_bytes, timeout)
+        self._tracker.feed(data)
+        return data
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        tracker = self._tracker
+        if tracker.idle:  # no response pending: this write starts a new request
+            tracker.request_sent(bytes(buffer[:8]).split(b" ", 1)[0].decode("latin-1"))
+        await self._inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        # Bytes before TLS (a proxy's CONNECT) belong to another exchange.
+        inner = await self._inner.start_tls(ssl_context, server_hostname, timeout)
+        return _TrackedStream(inner)
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable" and self._tracker.poisoned:
+            return True
+        return self._inner.get_extra_info(info)
+
+
+class _TrackingBackend(httpcore.AsyncNetworkBackend):
+    """Opens connections with httpcore's own backend and wraps their streams."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkBackend) -> None:
+        self._inner = inner
+
+    async def connect_tcp(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
+        return _TrackedStream(await self._inner.connect_tcp(*args, **kwargs))
+
+    async def connect_unix_socket(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
+        return _TrackedStream(await self._inner.connect_unix_socket(*args, **kwargs))
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def _tracked_transport(**kwargs: Any) -> httpx.AsyncHTTPTransport:
+    transport = httpx.AsyncHTTPTransport(**kwargs)
+    pool = transport._pool
+    pool._network_backend = _TrackingBackend(pool._network_backend)
+    return transport
+
+
+class _ProxyRouter(httpx.AsyncBaseTransport):
+    """Sends each request direct or through its proxy, as :class:`._proxy.ProxyChooser` says.
+
+    One tracked transport (pool) per proxy, made on first use; the sync client
+    chooses with the same rules, so both agree on every URL.
+    """
+
+    def __init__(
+        self, chooser: ProxyChooser, ssl_context: ssl.SSLContext, limits: httpx.Limits
+    ) -> None:
+        self._chooser = chooser
+        self._ssl = ssl_context
+        self._limits = limits
+        self._transports: dict[Proxy | None, httpx.AsyncHTTPTransport] = {}
+
+    def _transport(self, url: httpx.URL) -> httpx.AsyncHTTPTransport:
+        port = url.port or (443 if url.scheme == "https" else 80)
+        proxy = self._chooser.choose(url.scheme, url.host, port)
+        transport = self._transports.get(proxy)
+        if transport is None:
+            kwargs: dict[str, Any] = {"verify": self._ssl, "limits": self._limits}
+            if proxy is not None:
+                kwargs["proxy"] = httpx.Proxy(proxy.url_with_credentials)
+            transport = self._transports[proxy] = _tracked_transport(**kwargs)
+        return transport
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self._transport(request.url).handle_async_request(request)
+
+    async def aclose(self) -> None:
+        for transport in list(self._transports.values()):
+            await transport.aclose()
+        self._transports.clear()
+
+
+_transports: weakref.WeakSet[AsyncTransport] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # Never speak on the parent's sockets: forget (do not close) its pools.
+    for transport in list(_transports):
+        transport._forget_pools()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class _LoopPool:
     __slots__ = ("client", "keeper")
 
@@ -101,20 +227,27 @@ class AsyncTransport:
     def __init__(self, config: ClientConfig) -> None:
         self._config = config
         self._ssl: ssl.SSLContext = make_ssl_context(config.verify, config.cert)
+        self._proxies = ProxyChooser(config.proxy, config.trust_env)
         self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopPool] = (
             weakref.WeakKeyDictionary()
         )
+        self._abandoned: list[object] = []
+        _transports.add(self)
+
+    def _forget_pools(self) -> None:
+        self._abandoned.append(self._pools)
+        self._pools = weakref.WeakKeyDictionary()
 
     async def _client(self) -> httpx.AsyncClient:
         loop = asyncio.get_running_loop()
         pool = self._pools.get(loop)
         if pool is None:
             size = self._config.pool_size
+            limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
             client = httpx.AsyncClient(
-                verify=self._ssl,
-                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+                transport=_ProxyRouter(self._proxies, self._ssl, limits),
                 follow_redirects=False,
-                trust_env=False,
+                trust_env=False,  # the router reads the environment, as the sync client does
             )
             keeper = _keeper(client)
             await keeper.__anext__()  # registers it with the loop's async generators
@@ -128,15 +261,42 @@ class AsyncTransport:
         if pool is not None:
             await pool.keeper.aclose()
 
-    async def send(self, req: PreparedRequest) -> RawResponse:
-        """Send ``req`` (a POST, or a GET probe); map every failure to a :class:`GraphPipeError`."""
+    async def send(self, req: PreparedRequest, deadline: float | None = None) -> RawResponse:
+        """Send ``req``; map every failure to a :class:`GraphPipeError`.
+
+        ``deadline`` (``time.monotonic()`` seconds) bounds the whole exchange.
+        """
+        if not debug_enabled():
+            return await self._send_within(req, deadline)
+        started = time.perf_counter()
+        try:
+            raw = await self._send_within(req, deadline)
+        except GraphPipeError as exc:
+            log_failure(req, exc, started)
+            raise
+        log_exchange(req, raw, started)
+        return raw
+
+    async def _send_within(self, req: PreparedRequest, deadline: float | None) -> RawResponse:
+        if deadline is None:
+            return await self._send(req)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise _deadline_error(req)
+        try:
+            async with asyncio.timeout(left):
+                return await self._send(req)
+        except TimeoutError as exc:  # the builtin: asyncio.timeout's own
+            raise _deadline_error(req) from exc
+
+    async def _send(self, req: PreparedRequest) -> RawResponse:
         where = req.endpoint.redacted
         t = req.timeout
         client = await self._client()
         request = client.build_request(
             req.method,
             req.endpoint.url,
-            content=_content(req.body) if req.body.nbytes or req.method == "POST" else None,
+            content=_content(req.body),
             headers=req.headers,
             timeout=httpx.Timeout(connect=t.connect, read=t.read, write=t.read, pool=None),
         )
@@ -162,9 +322,23 @@ class AsyncTransport:
             ) from exc
 
         try:
-            return await self._read(response, req)
+            raw = await self._read(response, req)
+            if debug_enabled():
+                stream = response.extensions.get("network_stream")
+                if isinstance(stream, _TrackedStream):
+                    raw = replace(raw, reused=stream._tracker.requests > 1)
+            return raw
         except GraphPipeError:
             raise
+        except h11.ProtocolViolation as exc:
+            raise TransportError(f"{where} sent a malformed response: {exc}", url=where) from exc
+        except h11.OverLimit as exc:
+            raise ResponseTooLargeError(
+                f"the response from {where} decodes to more than max_response_bytes="
+                f"{req.max_response_bytes} (at least {exc.produced} bytes)",
+                size=exc.produced,
+                limit=req.max_response_bytes,
+            ) from None
         except httpx.TimeoutException as exc:
             raise ReadTimeout(
                 f"the response from {where} stalled for longer than the read timeout of {t.read} s",
@@ -183,19 +357,25 @@ class AsyncTransport:
         headers = response.headers
         reason = response.reason_phrase
         retry_after = headers.get("Retry-After")
+        encoding = headers.get("Content-Encoding", "").strip().lower()
+        encoded = encoding not in ("", "identity")
         if status != 200:
             data = bytearray()
-            async for chunk in response.aiter_raw():
-                data += chunk
-                if len(data) > ERROR_BODY_BYTES:
-                    break  # aclose() drops the connection rather than drain a huge body
+            decoder = h11.BoundedDecoder(encoding, ERROR_BODY_BYTES) if encoded else None
+            try:
+                async for chunk in response.aiter_raw():
+                    data += decoder.feed(chunk) if decoder else chunk
+                    if len(data) > ERROR_BODY_BYTES:
+                        break  # aclose() drops the connection rather than drain a huge body
+            except h11.OverLimit:
+                pass
             return RawResponse(status, reason, retry_after, bytes(data[:ERROR_BODY_BYTES]))
 
         n = content_length(headers.get("Content-Length"), req.max_response_bytes, req.endpoint)
-        encoded = headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
         if n is None or encoded:
+            decoder = h11.BoundedDecoder(encoding, req.max_response_bytes) if encoded else None
             return RawResponse(
-                status, reason, retry_after, await self._read_slow(response, req, encoded)
+                status, reason, retry_after, await self._read_slow(response, req, decoder)
             )
 
         head = bytearray()
@@ -228,14 +408,29 @@ class AsyncTransport:
         return RawResponse(status, reason, retry_after, body)
 
     async def _read_slow(
-        self, response: httpx.Response, req: PreparedRequest, encoded: bool
+        self, response: httpx.Response, req: PreparedRequest, decoder: h11.BoundedDecoder | None
     ) -> bytearray:
+        """A chunked, encoded or unannounced body, accumulated under the limit.
+
+        An encoded body is inflated by :class:`._http11.BoundedDecoder` from the
+        raw bytes (not by httpx, whose decoders inflate each piece whole: a
+        64 KiB piece of a gzip bomb becomes 64 MiB at once).
+        """
         data = bytearray()
-        chunks = response.aiter_bytes() if encoded else response.aiter_raw()
-        async for chunk in chunks:
-            data += chunk
+        async for chunk in response.aiter_raw():
+            data += decoder.feed(chunk) if decoder else chunk
             check_size(len(data), req.max_response_bytes, req.endpoint)
+        if decoder is not None:
+            decoder.finish()
         return data
+
+
+def _deadline_error(req: PreparedRequest) -> DeadlineExceeded:
+    where = req.endpoint.redacted
+    return DeadlineExceeded(
+        f"the call to {where} did not finish within its total timeout of {req.timeout.total} s",
+        url=where,
+    )
 
 
 def _connect_error(exc: httpx.ConnectError, where: str) -> ConnectError:

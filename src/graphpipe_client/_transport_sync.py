@@ -1,46 +1,69 @@
-"""The sync transport: one POST over a pooled urllib3 connection, no copy of the body.
+"""The sync transport: one request over a pooled urllib3 connection, no copy of the body.
+
+urllib3 opens the connections (TCP, TLS, certificates, host names) and
+pools them; this module writes each request and reads each response
+itself, on every connection, new or kept alive, under the rules of
+:mod:`._http11`. That one path is what makes the guarantees checkable:
+
+- The request head is built once per endpoint and headers, and head and body
+  go out in one system call (``sendmsg``: no join, no copy) on a plain
+  socket; a large body goes out segment by segment, straight from the
+  caller's arrays.
+- The response head is parsed here (1xx interim responses skipped), and the
+  body is received straight into the buffer the arrays will view.
+- A connection goes back to the pool only when provably clean (see
+  :mod:`._http11`); a request is sent a second time only when the first
+  attempt provably did not reach the server in full (see :meth:`SyncTransport.send`).
+- Every wait is bounded by the read timeout and by the call's deadline.
 
 This is the only module that knows urllib3, and the only place that reaches
-below its public API. It relies on these properties, each covered by
-``tests/test_transport_sync.py`` or ``tests/test_transport_perf_paths.py`` so
-that an upgrade of urllib3 that changes them fails loudly:
+below its public API. It relies on these properties of urllib3, each covered
+by ``tests/test_transport_sync.py`` so that an upgrade that changes them
+fails loudly:
 
-1. ``HTTPConnection.request`` sends an iterable body chunk by chunk with
-   ``sendall`` (no join, no chunked encoding) when ``Content-Length`` is set.
-2. ``HTTPResponse._fp`` is the standard library's ``http.client.HTTPResponse``,
-   whose ``readinto`` fills a caller's buffer straight from the socket
-   (urllib3's own ``readinto`` reads into a temporary and copies).
-3. A pool's ``ConnectionCls`` can be replaced, which lets us tell whether a
-   failed request went out on a reused keep-alive connection, and send a
-   small body together with the request head (one system call).
-4. ``pool._get_conn()``/``pool._put_conn()`` hand out and take back pooled
-   connections, whose ``sock`` is the open (TLS) socket: a kept-alive
-   connection takes the fast path (see "The fast path" below), which writes
-   the request and reads the response itself, without ``urlopen`` and
-   http.client's header parser, at a fraction of their cost per call.
+1. ``PoolManager.connection_from_host()`` returns a pool whose ``pool`` is a
+   queue of idle connections (``None`` for a free slot), whose ``_new_conn()``
+   makes a connection that is not open yet, and whose ``_put_conn()`` takes
+   one back (see :func:`_checkout`).
+2. ``conn.connect()`` opens the connection (TLS handshake and host name
+   check included) under ``conn.timeout`` and leaves the socket in
+   ``conn.sock``; ``conn.close()`` closes it and sets ``conn.sock`` to
+   ``None``, so the pool opens a new one next time; ``conn.is_verified`` says
+   whether the TLS peer was verified.
+3. Through a proxy: ``ProxyManager.connection_from_host()`` of an ``http``
+   target is a pool of connections to the proxy (we write absolute-form
+   requests); of an ``https`` target, a pool whose connections go to the
+   proxy, which ``conn.set_tunnel(host, port, headers, scheme)`` before
+   ``connect()`` turns into a ``CONNECT`` tunnel with TLS to the target.
 """
 
 from __future__ import annotations
 
 import errno
-import http.client
-import re
+import os
+import queue
+import socket
 import ssl
 import threading
-from collections.abc import Callable, Iterator
-from typing import Any, Final, cast
+import time
+import warnings
+import weakref
+from dataclasses import replace
+from typing import Any, Final
+from urllib.parse import quote
 
 import urllib3
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import (
+    ClosedPoolError,
     ConnectTimeoutError,
     HTTPError,
+    InsecureRequestWarning,
     NewConnectionError,
-    ProtocolError,
-    ReadTimeoutError,
     SSLError,
 )
+from urllib3.util.wait import wait_for_read
 
+from . import _http11 as h11
 from ._config import ClientConfig, make_ssl_context
 from ._core import (
     ERROR_BODY_BYTES,
@@ -50,22 +73,37 @@ from ._core import (
     PreparedRequest,
     RawResponse,
     check_size,
-    content_length,
     new_receive_buffer,
 )
 from ._exceptions import (
     ConnectError,
     ConnectTimeout,
+    DeadlineExceeded,
     GraphPipeError,
     ReadTimeout,
+    ResponseTooLargeError,
     TLSError,
     TransportError,
 )
-from ._messages import EncodedMessage
+from ._log import debug_enabled, log_exchange, log_failure, logger
+from ._proxy import Proxy, ProxyChooser
 
 __all__ = ["SyncTransport"]
 
-_local = threading.local()
+#: Largest piece of a request body handed to ``sendall`` at once, so that the
+#: write timeout bounds each wait for the peer, not the whole upload.
+SEND_SLICE: Final = 4 << 20
+
+#: Largest piece of a chunked, encoded or unannounced body received at once.
+RECV_SLICE: Final = 1 << 20
+
+#: Largest read straight from the socket into a buffer of its own (chunked or
+#: encoded bodies), so that a server sending a byte at a time costs no large
+#: allocation per byte.
+DIRECT_READ: Final = 256 << 10
+
+#: Most buffers one ``sendmsg`` takes (Linux: 1024).
+IOV_MAX: Final = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
 
 
 def _send_gathered(sock: Any, parts: list[bytes | bytearray | memoryview]) -> None:
@@ -81,7 +119,7 @@ def _send_gathered(sock: Any, parts: list[bytes | bytearray | memoryview]) -> No
         return
     views = [v for v in (memoryview(p).cast("B") for p in parts) if v.nbytes]
     while views:
-        sent = sock.sendmsg(views)
+        sent = sock.sendmsg(views[:IOV_MAX])
         while sent:
             n = views[0].nbytes
             if sent >= n:
@@ -92,505 +130,507 @@ def _send_gathered(sock: Any, parts: list[bytes | bytearray | memoryview]) -> No
                 sent = 0
 
 
-class _TrackReuse:
-    """Mixin: notes, per thread, whether a request reuses a kept-alive connection;
-    sends a small body together with the request head.
+# Characters sent as they are in a request target; anything else is percent-encoded.
+_TARGET_SAFE: Final = "!#$%&'()*+,/:;=?@[]~"
 
-    A POST whose body is an :class:`EncodedMessage` of at most ``SMALL_BODY``
-    bytes is written with one system call instead of one for the head and one
-    per segment: urllib3 builds the head as usual (given ``body=None`` and our
-    explicit ``Content-Length`` it adds no framing of its own), :meth:`send`
-    captures it instead of writing it, and :func:`_send_gathered` writes head
-    and segments together. Larger bodies take urllib3's own path (one
-    ``sendall`` per segment, tensor bytes straight from the caller's array).
+
+def request_head(
+    method: str, ep: Endpoint, headers: dict[str, str], forward: Proxy | None = None
+) -> bytes:
+    """The request head up to the value of ``Content-Length`` (always the last header).
+
+    With ``forward`` (an HTTP proxy that forwards the request), the target is
+    the absolute URL and the proxy's credentials go in ``Proxy-Authorization``.
+    Header names and values were validated when the client was configured
+    (tokens; ASCII values without control characters), so this cannot fail.
     """
-
-    _gp_requests = 0
-    _gp_head: list[bytes] | None = None
-
-    def request(
-        self, method: str, url: str, body: Any = None, headers: Any = None, **kwargs: Any
-    ) -> None:
-        _local.reused = self._gp_requests > 0
-        self._gp_requests += 1
-        if not isinstance(body, EncodedMessage):
-            super().request(method, url, body=body, headers=headers, **kwargs)  # type: ignore[misc]
-            return
-        head: list[bytes] = []
-        self._gp_head = head
-        try:
-            super().request(method, url, body=None, headers=headers, **kwargs)  # type: ignore[misc]
-        finally:
-            self._gp_head = None
-        conn = cast(http.client.HTTPConnection, self)
-        if conn.sock is None:  # as http.client's send() does before writing
-            if not conn.auto_open:
-                raise http.client.NotConnected()
-            conn.connect()
-        _send_gathered(conn.sock, [*head, *body.segments])
-
-    def send(self, data: Any) -> None:
-        head = self._gp_head
-        if head is None:
-            super().send(data)  # type: ignore[misc]
-        else:
-            head.append(data)
-
-
-class _Connection(_TrackReuse, urllib3.connection.HTTPConnection):
-    pass
-
-
-class _TLSConnection(_TrackReuse, urllib3.connection.HTTPSConnection):
-    pass
-
-
-class _Pool(HTTPConnectionPool):
-    ConnectionCls = _Connection
-
-
-class _TLSPool(HTTPSConnectionPool):
-    ConnectionCls = _TLSConnection
-
-
-class _StaleConnectionError(Exception):
-    """A reused keep-alive connection failed before any response byte arrived."""
-
-    def __init__(self, error: TransportError) -> None:
-        self.error = error
-
-
-def _readinto_full(fp: http.client.HTTPResponse, view: memoryview, total: int, done: int) -> None:
-    """Fill ``view`` from ``fp``; a short body is a dropped connection."""
-    got = 0
-    size = len(view)
-    while got < size:
-        n = fp.readinto(view[got:])
-        if not n:
-            raise http.client.IncompleteRead(b"", total - done - got)
-        got += n
-
-
-# --------------------------------------------------------------------------
-# The fast path: a POST on a kept-alive connection, written and read here.
-#
-# urllib3 (``urlopen``) and http.client (``getresponse``, whose headers go
-# through the email parser) cost about 130 us of CPU per call on a 2-core
-# server: ten times a loopback round trip. On a connection that urllib3 has
-# already opened (TLS included), the fast path writes the request head
-# (built once per endpoint and headers) and the body in one system call, and
-# parses the response head itself. New connections, and endpoints whose URL or
-# headers it does not write exactly as urllib3 would, take urllib3's path.
-
-#: Longest response head (status line and headers) accepted.
-MAX_RESPONSE_HEAD: Final = 64 * 1024
-
-# Paths urllib3 sends as they are (no percent-encoding to add or normalise).
-_PLAIN_TARGET = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/?]*").fullmatch
-
-
-def request_head_prefix(ep: Endpoint, headers: dict[str, str]) -> bytes | None:
-    """The request head as urllib3 writes it, up to the value of ``Content-Length``.
-
-    ``None`` when the fast path should not write this request: a path or host
-    that urllib3 would encode, a ``Host`` header of the caller's, a header that
-    is not latin-1. ``Content-Length`` is always the last header (see
-    ``_core._headers``).
-    """
-    if not _PLAIN_TARGET(ep.target) or any(k.lower() == "host" for k in headers):
-        return None
-    try:
-        host = ep.host.encode("ascii")
-        lines = [b"POST " + ep.target.encode("ascii") + b" HTTP/1.1"]
-        if b":" in host:
-            host = b"[" + host + b"]"
+    target = quote(ep.target, safe=_TARGET_SAFE)
+    if forward is not None:
+        target = quote(ep.url.split("#", 1)[0], safe=_TARGET_SAFE)
+        headers = {**forward.headers, **headers}
+    lines = [f"{method} {target} HTTP/1.1".encode("ascii")]
+    if not any(k.lower() == "host" for k in headers):
+        host = f"[{ep.host}]" if ":" in ep.host else ep.host
         if ep.port != (443 if ep.scheme == "https" else 80):
-            host += b":%d" % ep.port
-        lines.append(b"Host: " + host)
-        for key, value in headers.items():
-            if key.lower() != "content-length":
-                lines.append(key.encode("ascii") + b": " + value.encode("latin-1"))
-    except UnicodeEncodeError:
-        return None
+            host += f":{ep.port}"
+        lines.append(b"Host: " + host.encode("idna" if not host.isascii() else "ascii"))
+    for key, value in headers.items():
+        if key.lower() != "content-length":
+            lines.append(key.encode("ascii") + b": " + value.encode("latin-1"))
     return b"\r\n".join(lines) + b"\r\nContent-Length: "
 
 
-class _FastResponse:
+class _DeadlinePassed(Exception):
+    """The call's total deadline passed while waiting on the socket."""
+
+
+class _Clock:
+    """The timeouts of one attempt: per wait, and the call's deadline (monotonic seconds).
+
+    :meth:`wait` gives the timeout of the next wait and notes whether the
+    deadline cut it short, so that a wait that then times out is reported as
+    the deadline it was (:class:`DeadlineExceeded`), not as a read timeout.
+    """
+
+    __slots__ = ("cut", "deadline", "read")
+
+    def __init__(self, read: float | None, deadline: float | None) -> None:
+        self.read = read
+        self.deadline = deadline
+        self.cut = False
+
+    def wait(self, per_wait: float | None) -> float | None:
+        """The timeout of the next wait: ``per_wait``, cut to what is left of the deadline."""
+        if self.deadline is None:
+            return per_wait
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise _DeadlinePassed
+        self.cut = per_wait is None or left < per_wait
+        return left if self.cut else per_wait
+
+
+class _ResponseReader:
     """Reads one response from a socket: head parsed here, body into the caller's buffers."""
 
-    __slots__ = ("buf", "filled", "headers", "pos", "reason", "sock", "status", "version")
+    __slots__ = ("buf", "clock", "filled", "pos", "sock")
 
-    def __init__(self, sock: Any) -> None:
+    def __init__(self, sock: Any, clock: _Clock) -> None:
         self.sock = sock
+        self.clock = clock
         self.buf = bytearray(HEAD_BYTES + 4096)
         self.filled = 0  # bytes in buf
         self.pos = 0  # bytes of buf consumed
-        self.status = 0
-        self.reason = ""
-        self.version = 11
-        self.headers: dict[str, str] = {}
+
+    def _recv_into(self, view: memoryview) -> int:
+        clock = self.clock
+        if clock.deadline is not None:
+            self.sock.settimeout(clock.wait(clock.read))
+        try:
+            n: int = self.sock.recv_into(view)
+        except TimeoutError:
+            if clock.cut:
+                raise _DeadlinePassed from None
+            raise
+        return n
 
     def _fill(self) -> int:
         """Receive more into ``buf`` (grown when full); the count, 0 at the end of the stream."""
-        if self.filled == len(self.buf):
-            if self.pos:
+        if self.pos:
+            if self.pos == self.filled:
+                self.pos = self.filled = 0
+            elif self.filled == len(self.buf):
                 del self.buf[: self.pos]
                 self.filled -= self.pos
                 self.pos = 0
-            else:
-                self.buf.extend(bytes(len(self.buf)))
+        if self.filled == len(self.buf):
+            self.buf.extend(bytes(len(self.buf)))
         with memoryview(self.buf) as view:
-            n: int = self.sock.recv_into(view[self.filled :])
+            n = self._recv_into(view[self.filled :])
         self.filled += n
         return n
-
-    def read_head(self) -> None:
-        """Read the status line and headers (skipping ``100 Continue``), as http.client does."""
-        while True:
-            while True:
-                end = self.buf.find(b"\n\r\n", self.pos, self.filled)
-                alt = self.buf.find(b"\n\n", self.pos, self.filled)
-                if alt >= 0 and (end < 0 or alt < end):
-                    end, size = alt, 2
-                else:
-                    size = 3
-                if end >= 0:
-                    if end - self.pos > MAX_RESPONSE_HEAD:
-                        raise http.client.LineTooLong("response head")
-                    break
-                if self.filled - self.pos > MAX_RESPONSE_HEAD:
-                    raise http.client.LineTooLong("response head")
-                if not self._fill():
-                    if self.filled == self.pos:
-                        raise http.client.RemoteDisconnected(
-                            "Remote end closed connection without response"
-                        )
-                    raise http.client.BadStatusLine(
-                        repr(bytes(self.buf[self.pos : self.filled][:80]))
-                    )
-            lines = bytes(self.buf[self.pos : end]).split(b"\n")
-            self.pos = end + size
-            self._parse(lines)
-            if self.status != 100:
-                return
-
-    def _parse(self, lines: list[bytes]) -> None:
-        first = lines[0].rstrip(b"\r")
-        parts = first.split(None, 2)
-        if (
-            len(parts) < 2
-            or not parts[0].startswith(b"HTTP/")
-            or len(parts[1]) != 3
-            or not parts[1].isdigit()
-        ):
-            raise http.client.BadStatusLine(repr(first[:80]))
-        if parts[0] == b"HTTP/1.0":
-            self.version = 10
-        elif parts[0].startswith(b"HTTP/1."):
-            self.version = 11
-        else:
-            raise http.client.UnknownProtocol(parts[0].decode("latin-1"))
-        self.status = int(parts[1])
-        if self.status < 100:
-            raise http.client.BadStatusLine(repr(first[:80]))
-        self.reason = parts[2].strip().decode("latin-1") if len(parts) > 2 else ""
-        headers: dict[str, str] = {}
-        last = ""
-        for raw in lines[1:]:
-            line = raw.rstrip(b"\r")
-            if not line:
-                continue
-            if line[0] in b" \t" and last:  # an obsolete folded line
-                headers[last] += " " + line.strip().decode("latin-1")
-                continue
-            name, sep, value = line.partition(b":")
-            if not sep:
-                continue  # not a header line: http.client's parser skips it too
-            last = name.strip().lower().decode("latin-1")
-            text = value.strip().decode("latin-1")
-            # Repeated headers are joined, as urllib3's HTTPHeaderDict does.
-            headers[last] = f"{headers[last]}, {text}" if last in headers else text
-        self.headers = headers
-
-    @property
-    def will_close(self) -> bool:
-        connection = self.headers.get("connection", "").lower()
-        if self.version == 10:
-            return "keep-alive" not in connection
-        return "close" in connection
-
-    @property
-    def chunked(self) -> bool:
-        return self.headers.get("transfer-encoding", "").lower() == "chunked"
 
     def buffered(self) -> int:
         return self.filled - self.pos
 
-    def read_into(self, view: memoryview, expected: int) -> None:
+    def read_head(self) -> h11.ResponseHead:
+        """The final response's head; interim 1xx responses are skipped (RFC 9110 §15.2)."""
+        while True:
+            while True:
+                found = h11.find_head_end(self.buf, self.pos, self.filled)
+                if found is not None:
+                    break
+                if self.filled - self.pos > h11.MAX_HEAD_BYTES:
+                    raise h11.ProtocolViolation("the response head is over 64 KiB")
+                if not self._fill():
+                    if self.filled == self.pos:
+                        raise _NoResponse
+                    raise h11.Truncated("the connection closed in the middle of the response head")
+            end, size = found
+            if end - self.pos > h11.MAX_HEAD_BYTES:
+                raise h11.ProtocolViolation("the response head is over 64 KiB")
+            head = h11.parse_head(bytes(self.buf[self.pos : end]))
+            self.pos = end + size
+            if head.status == 101:
+                raise h11.ProtocolViolation("the server switched protocols (101)")
+            if not h11.is_interim(head.status):
+                return head
+
+    def read_into(self, view: memoryview) -> None:
         """Fill ``view``: buffered bytes first, then straight from the socket."""
         got = min(self.buffered(), len(view))
         view[:got] = self.buf[self.pos : self.pos + got]
         self.pos += got
         size = len(view)
-        sock = self.sock
         while got < size:
-            n = sock.recv_into(view[got:])
+            n = self._recv_into(view[got:])
             if not n:
-                raise http.client.IncompleteRead(b"", expected - got)
+                raise h11.Truncated(f"the body ended {size - got} bytes early")
             got += n
 
-    def read_some(self, limit: int) -> bytes:
-        """Up to ``limit`` bytes (b"" at the end of the stream)."""
-        if self.pos == self.filled and not self._fill():
-            return b""
+    def read_some(self, limit: int) -> bytes | bytearray:
+        """Up to ``limit`` bytes (empty at the end of the stream).
+
+        Buffered bytes first; past them, a large read goes straight from the
+        socket into a buffer of its own, not through the head buffer.
+        """
+        if self.pos == self.filled:
+            if limit > len(self.buf):
+                out = bytearray(min(limit, DIRECT_READ))
+                with memoryview(out) as view:
+                    n = self._recv_into(view)
+                del out[n:]
+                return out
+            if not self._fill():
+                return b""
         n = min(limit, self.filled - self.pos)
         data = bytes(self.buf[self.pos : self.pos + n])
         self.pos += n
-        if self.pos == self.filled:
-            self.pos = self.filled = 0
         return data
-
-    def read_exact(self, n: int) -> bytes:
-        out = bytearray()
-        while len(out) < n:
-            chunk = self.read_some(n - len(out))
-            if not chunk:
-                raise http.client.IncompleteRead(bytes(out), n - len(out))
-            out += chunk
-        return bytes(out)
 
     def read_line(self) -> bytes:
         while True:
             end = self.buf.find(b"\n", self.pos, self.filled)
             if end >= 0:
+                if end - self.pos > h11.MAX_CHUNK_LINE:
+                    raise h11.ProtocolViolation("a chunk-size line is too long")
                 line = bytes(self.buf[self.pos : end + 1])
                 self.pos = end + 1
                 return line
-            if self.filled - self.pos > 65536:
-                raise http.client.LineTooLong("chunk size")
+            if self.filled - self.pos > h11.MAX_CHUNK_LINE:
+                raise h11.ProtocolViolation("a chunk-size line is too long")
             if not self._fill():
-                raise http.client.IncompleteRead(bytes(self.buf[self.pos : self.filled]))
+                raise h11.Truncated("the connection closed in the middle of a chunk")
 
-    def body_chunks(self, length: int | None) -> Iterator[bytes]:
-        """The body as it arrives: by ``length``, by chunks, or up to the end of the stream."""
-        if self.chunked:
+    def body_chunks(self, frame: h11.Framing) -> Any:
+        """The body as it arrives (a generator of ``bytes``), framed by ``frame``."""
+        if frame.kind == "chunked":
             while True:
-                line = self.read_line().split(b";", 1)[0].strip()
-                try:
-                    size = int(line, 16)
-                except ValueError:
-                    raise http.client.IncompleteRead(b"") from None
+                size = h11.parse_chunk_size(self.read_line())
                 if size == 0:
-                    while self.read_line().strip():  # trailers
+                    while self.read_line().strip():  # trailer fields
                         pass
                     return
                 while size:
-                    chunk = self.read_exact(min(size, 1 << 20))
+                    chunk = self.read_some(min(size, RECV_SLICE))
+                    if not chunk:
+                        raise h11.Truncated("the connection closed in the middle of a chunk")
                     size -= len(chunk)
                     yield chunk
-                if self.read_exact(2) != b"\r\n":
-                    raise http.client.IncompleteRead(b"")
-        elif length is not None:
-            left = length
+                if self.read_line().strip():
+                    raise h11.ProtocolViolation("a chunk is longer than its size")
+        elif frame.kind == "length":
+            left = frame.length
             while left:
-                chunk = self.read_some(min(left, 1 << 20))
+                chunk = self.read_some(min(left, RECV_SLICE))
                 if not chunk:
-                    raise http.client.IncompleteRead(b"", left)
+                    raise h11.Truncated(f"the body ended {left} bytes early")
                 left -= len(chunk)
                 yield chunk
-        else:
-            while chunk := self.read_some(1 << 20):
+        elif frame.kind == "close":
+            while chunk := self.read_some(RECV_SLICE):
                 yield chunk
 
 
-def _decoder(encoding: str) -> Callable[[bytes], bytes] | None:
-    """The decompressor urllib3 would use for ``encoding``, or ``None`` for identity."""
-    if encoding.lower() in ("", "identity"):
-        return None
-    from urllib3.response import _get_decoder  # what urllib3 itself decodes with
+class _NoResponse(Exception):
+    """The connection ended cleanly before any byte of a response."""
 
-    return cast("Callable[[bytes], bytes]", _get_decoder(encoding.lower()).decompress)
+
+class _NotSent(Exception):
+    """The request could not be written in full: the server cannot have run it."""
+
+    def __init__(self, cause: OSError) -> None:
+        super().__init__(cause)
+        self.cause = cause
+
+
+_transports: weakref.WeakSet[SyncTransport] = weakref.WeakSet()
+_transports_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    # The child must never speak on the parent's sockets: forget them. They are
+    # not closed (no shutdown, no TLS close_notify): the parent keeps using them.
+    for transport in list(_transports):
+        transport._forget_connections()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class SyncTransport:
-    """Sends :class:`PreparedRequest` objects; one urllib3 pool per host, keep-alive."""
+    """Sends :class:`PreparedRequest` objects; one urllib3 pool per host (and proxy), keep-alive."""
 
     def __init__(self, config: ClientConfig) -> None:
+        self._config = config
+        self._ssl = make_ssl_context(config.verify, config.cert)
+        self._proxies = ProxyChooser(config.proxy, config.trust_env)
+        # One manager for direct connections (None) and one per proxy.
+        self._managers: dict[Proxy | None, urllib3.PoolManager] = {}
+        self._managers_lock = threading.Lock()
+        # Request heads, per method, endpoint, headers and proxy.
+        self._heads: dict[tuple[str, Endpoint, tuple[tuple[str, str], ...], bool], bytes] = {}
+        self._abandoned: list[object] = []
+        with _transports_lock:
+            _transports.add(self)
+
+    def _manager(self, proxy: Proxy | None) -> urllib3.PoolManager:
+        manager = self._managers.get(proxy)
+        if manager is not None:
+            return manager
+        with self._managers_lock:
+            manager = self._managers.get(proxy)
+            if manager is None:
+                manager = self._managers[proxy] = self._new_manager(proxy)
+            return manager
+
+    def _new_manager(self, proxy: Proxy | None) -> urllib3.PoolManager:
+        config = self._config
         kwargs: dict[str, Any] = {"maxsize": config.pool_size, "block": False, "retries": False}
-        kwargs["ssl_context"] = make_ssl_context(config.verify, config.cert)
+        kwargs["ssl_context"] = self._ssl
         if config.verify is False:
             kwargs["cert_reqs"] = "CERT_NONE"
             kwargs["assert_hostname"] = False
-        self._manager = urllib3.PoolManager(num_pools=32, **kwargs)
-        self._manager.pool_classes_by_scheme = {"http": _Pool, "https": _TLSPool}
-        # Request heads of the fast path, per endpoint and headers (None: not eligible).
-        self._prefixes: dict[tuple[Endpoint, tuple[tuple[str, str], ...]], bytes | None] = {}
+        if proxy is None:
+            return urllib3.PoolManager(num_pools=32, **kwargs)
+        return urllib3.ProxyManager(proxy.url, num_pools=32, proxy_headers=proxy.headers, **kwargs)
+
+    def _forget_connections(self) -> None:
+        # Kept referenced, so that garbage collection does not even close the
+        # child's copies of the parent's file descriptors behind its back.
+        self._abandoned.append(self._managers)
+        self._managers = {}
 
     def close(self) -> None:
         """Close every pooled connection."""
-        self._manager.clear()
+        for manager in list(self._managers.values()):
+            manager.clear()
 
-    def send(self, req: PreparedRequest) -> RawResponse:
-        """POST ``req``; map every failure to a :class:`GraphPipeError`.
+    def send(self, req: PreparedRequest, deadline: float | None = None) -> RawResponse:
+        """Send ``req``; map every failure to a :class:`GraphPipeError`.
 
-        A request that fails on a reused keep-alive connection before any
-        byte of a response arrives (the server closed the idle connection) is
-        sent once more on a new connection.
+        ``deadline`` (``time.monotonic()`` seconds) bounds every wait.
+
+        A request is sent once more, on a new connection, only when the first
+        attempt was on a reused keep-alive connection and provably did not
+        reach the server in full: writing it failed (the server had closed the
+        idle connection), or the connection ended before any response byte
+        arrived while the request was still being written. A request that
+        was written in full is never sent again here: the server may have run
+        it (see ``RetryPolicy`` and ``idempotent`` for the opt-in).
         """
+        if not debug_enabled():
+            try:
+                return self._send_once(req, deadline, may_resend=True)
+            except _NotSent:
+                return self._send_once(req, deadline, may_resend=False)
+        started = time.perf_counter()
         try:
-            return self._send_once(req)
-        except _StaleConnectionError:
-            pass
-        try:
-            return self._send_once(req)
-        except _StaleConnectionError as stale:
-            raise stale.error from stale.error.__cause__
+            try:
+                raw = self._send_once(req, deadline, may_resend=True)
+            except _NotSent:
+                logger.debug(
+                    "%s: the connection was closed; sending once more", req.endpoint.redacted
+                )
+                raw = self._send_once(req, deadline, may_resend=False)
+        except GraphPipeError as exc:
+            log_failure(req, exc, started)
+            raise
+        log_exchange(req, raw, started)
+        return raw
 
-    def _send_once(self, req: PreparedRequest) -> RawResponse:
+    def _send_once(
+        self, req: PreparedRequest, deadline: float | None, *, may_resend: bool
+    ) -> RawResponse:
         ep = req.endpoint
         where = ep.redacted
+        clock = _Clock(req.timeout.read, deadline)
         try:
-            pool = self._manager.connection_from_host(ep.host, ep.port, ep.scheme)
-            prefix = self._prefix(req) if req.method == "POST" else None
-            if prefix is not None:
-                conn = pool._get_conn()
-                if getattr(conn, "sock", None) is not None:  # kept alive: the fast path
-                    return self._send_fast(pool, conn, req, prefix)
-                pool._put_conn(conn)  # a new connection: urllib3 opens it
+            proxy = self._proxies.choose(ep.scheme, ep.host, ep.port)
+            pool = self._manager(proxy).connection_from_host(ep.host, ep.port, ep.scheme)
+            conn: Any = _checkout(pool)
         except (HTTPError, OSError) as exc:  # e.g. a closed pool
             raise TransportError(f"request to {where} failed: {_reason(exc)}", url=where) from exc
-        timeout = urllib3.Timeout(connect=req.timeout.connect, read=req.timeout.read)
-        _local.reused = False
-        try:
-            # A small body is sent with the head in one system call (see
-            # _TrackReuse); a larger one segment by segment with sendall.
-            body = req.body if req.body.nbytes <= SMALL_BODY else req.body.segments
-            resp = pool.urlopen(
-                req.method,
-                ep.target,
-                body=cast("list[bytes]", body) if req.body.nbytes or req.method == "POST" else None,
-                headers=req.headers,
-                retries=False,
-                redirect=False,
-                assert_same_host=False,
-                timeout=timeout,
-                preload_content=False,
-                release_conn=False,
-                decode_content=False,
-            )
-        except (ConnectTimeoutError, NewConnectionError, SSLError) as exc:
-            raise _connect_error(exc, where) from exc
-        except ReadTimeoutError as exc:
-            raise ReadTimeout(
-                f"no response from {where} within the read timeout of {req.timeout.read} s",
-                url=where,
-            ) from exc
-        except ProtocolError as exc:
-            error = TransportError(
-                f"the connection to {where} was closed before a response arrived "
-                f"(a GraphPipe server drops the connection on a request it cannot parse): {_reason(exc)}",
-                url=where,
-            )
-            error.__cause__ = exc
-            if getattr(_local, "reused", False) and _reset_unread(exc):
-                raise _StaleConnectionError(error) from exc
-            raise error from exc
-        except (HTTPError, OSError, http.client.HTTPException) as exc:
-            raise TransportError(f"request to {where} failed: {_reason(exc)}", url=where) from exc
-
-        try:
-            return self._read(resp, req)
-        except GraphPipeError:
-            resp.close()
-            raise
-        except (TimeoutError, ReadTimeoutError) as exc:
-            resp.close()
-            raise ReadTimeout(
-                f"the response from {where} stalled for longer than the read timeout of "
-                f"{req.timeout.read} s",
-                url=where,
-            ) from exc
-        except (HTTPError, OSError, http.client.HTTPException, ValueError, RuntimeError) as exc:
-            resp.close()
-            raise TransportError(
-                f"the connection to {where} broke while reading the response: {_reason(exc)}",
-                url=where,
-            ) from exc
-
-    def _prefix(self, req: PreparedRequest) -> bytes | None:
-        key = (req.endpoint, tuple(req.headers.items())[:-1])
-        try:
-            return self._prefixes[key]
-        except KeyError:
-            pass
-        if len(self._prefixes) > 256:
-            self._prefixes.clear()
-        prefix = self._prefixes[key] = request_head_prefix(req.endpoint, req.headers)
-        return prefix
-
-    def _send_fast(
-        self, pool: HTTPConnectionPool, conn: Any, req: PreparedRequest, prefix: bytes
-    ) -> RawResponse:
-        """POST ``req`` on ``conn``, a kept-alive connection of ``pool``.
-
-        Failures map to the same errors as urllib3's path: a reset before any
-        response byte is a stale connection (sent once more on a new one), a
-        clean close is not.
-        """
-        ep = req.endpoint
-        where = ep.redacted
-        _local.reused = True
-        keep = False
         try:
             sock = conn.sock
-            body = req.body
-            head = prefix + b"%d\r\n\r\n" % body.nbytes
+            reused = sock is not None
+            if reused and (
+                (isinstance(sock, ssl.SSLSocket) and sock.pending())
+                or wait_for_read(sock, timeout=0.0)
+            ):
+                # Readable while idle: closed by the server, or stray bytes. Never reuse.
+                conn.close()
+                reused = False
+            if not reused:
+                self._connect(conn, req, clock, proxy)
+            forward = proxy is not None and ep.scheme == "http"
+            raw, keep = self._exchange(conn, req, clock, reused and may_resend, forward, proxy)
+        except BaseException:
+            conn.close()
+            pool._put_conn(conn)
+            raise
+        if not keep:
+            conn.close()
+        pool._put_conn(conn)
+        return replace(raw, reused=reused) if debug_enabled() else raw
+
+    def _connect(self, conn: Any, req: PreparedRequest, clock: _Clock, proxy: Proxy | None) -> None:
+        ep = req.endpoint
+        where = ep.redacted
+        if proxy is not None:
+            where = f"{where} through the proxy {proxy.redacted}"
+        connect = req.timeout.connect
+        try:
+            conn.timeout = clock.wait(connect)
+            if proxy is not None and ep.scheme == "https":
+                # CONNECT to the model server, then TLS with it end to end.
+                conn.set_tunnel(ep.host, ep.port, headers=proxy.headers, scheme=proxy.scheme)
+            conn.connect()
+            if conn.is_verified is False and req.endpoint.scheme == "https":
+                # As urllib3 itself warns for each unverified HTTPS request.
+                warnings.warn(
+                    f"Unverified HTTPS request to {where}: certificate verification is off "
+                    "(verify=False). See https://urllib3.readthedocs.io/en/latest/advanced-usage.html#tls-warnings",
+                    InsecureRequestWarning,
+                    stacklevel=2,
+                )
+        except _DeadlinePassed:
+            raise _deadline_error(req) from None
+        except NewConnectionError as exc:  # (a subclass of ConnectTimeoutError)
+            raise ConnectError(f"cannot connect to {where}: {_reason(exc)}", url=where) from exc
+        except (ConnectTimeoutError, TimeoutError) as exc:
+            if clock.cut:
+                raise _deadline_error(req) from exc
+            raise ConnectTimeout(f"connecting to {where} timed out", url=where) from exc
+        except (SSLError, ssl.SSLError, ssl.CertificateError) as exc:
+            raise TLSError(f"TLS with {where} failed: {_reason(exc)}", url=where) from exc
+        except (HTTPError, OSError) as exc:
+            if isinstance(exc.__context__, ssl.SSLError):
+                raise TLSError(f"TLS with {where} failed: {_reason(exc)}", url=where) from exc
+            raise ConnectError(f"cannot connect to {where}: {_reason(exc)}", url=where) from exc
+
+    def _head(self, req: PreparedRequest, forward: Proxy | None) -> bytes:
+        key = (req.method, req.endpoint, tuple(req.headers.items()), forward is not None)
+        head = self._heads.get(key)
+        if head is None:
+            if len(self._heads) > 256:
+                self._heads.clear()
+            head = self._heads[key] = request_head(req.method, req.endpoint, req.headers, forward)
+        return head
+
+    def _write(self, sock: Any, req: PreparedRequest, clock: _Clock, forward: Proxy | None) -> None:
+        try:
+            self._write_all(sock, req, clock, forward)
+        except TimeoutError:
+            if clock.cut:
+                raise _DeadlinePassed from None
+            raise
+
+    def _write_all(
+        self, sock: Any, req: PreparedRequest, clock: _Clock, forward: Proxy | None
+    ) -> None:
+        body = req.body
+        head = self._head(req, forward) + b"%d\r\n\r\n" % body.nbytes
+        sock.settimeout(clock.wait(req.timeout.read))
+        if body.nbytes <= SMALL_BODY:
+            _send_gathered(sock, [head, *body.segments])
+            return
+        sock.sendall(head)
+        for segment in body.segments:
+            view = memoryview(segment).cast("B")
+            for start in range(0, view.nbytes, SEND_SLICE):
+                if clock.deadline is not None:
+                    sock.settimeout(clock.wait(req.timeout.read))
+                sock.sendall(view[start : start + SEND_SLICE])  # straight from the array
+
+    def _exchange(
+        self,
+        conn: Any,
+        req: PreparedRequest,
+        clock: _Clock,
+        may_resend: bool,
+        forward: bool = False,
+        proxy: Proxy | None = None,
+    ) -> tuple[RawResponse, bool]:
+        """Write ``req`` on ``conn`` and read the response; and whether ``conn`` may be kept.
+
+        ``forward``: ``conn`` goes to the HTTP proxy ``proxy``, which forwards
+        the request (written in absolute form).
+        """
+        where = req.endpoint.redacted
+        sock = conn.sock
+        write_error: OSError | None = None
+        started = False
+        try:
             try:
-                sock.settimeout(req.timeout.connect)  # urllib3 sends under the connect timeout
-                if body.nbytes <= SMALL_BODY:
-                    _send_gathered(sock, [head, *body.segments])
-                else:
-                    conn.send(head)
-                    for segment in body.segments:
-                        conn.send(segment)  # sendall, straight from the caller's array
-            except BrokenPipeError:
-                pass  # the server may have answered already (e.g. 413): read it
+                self._write(sock, req, clock, proxy if forward else None)
+            except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError) as exc:
+                # The server closed the connection. It may have answered first
+                # (e.g. a 413 to a body it refuses): read what it sent.
+                write_error = exc
+            except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as exc:
+                write_error = exc  # the TLS peer closed: as a broken pipe
             except OSError as exc:
-                if exc.errno != errno.ECONNRESET:
+                if exc.errno not in (errno.EPIPE, errno.ECONNRESET) or isinstance(
+                    exc, ssl.SSLError
+                ):
                     raise
-            sock.settimeout(req.timeout.read)
-            resp = _FastResponse(sock)
+                write_error = exc
+            reader = _ResponseReader(sock, clock)
+            if clock.deadline is None:
+                sock.settimeout(req.timeout.read)
             try:
-                resp.read_head()
+                head = reader.read_head()
+            except (
+                _NoResponse,
+                ConnectionResetError,
+                BrokenPipeError,
+                ConnectionAbortedError,
+            ) as exc:
+                if write_error is not None:
+                    if may_resend:
+                        raise _NotSent(write_error) from exc
+                    raise TransportError(
+                        f"the connection to {where} was closed while the request was being "
+                        f"sent: {_reason(write_error)}",
+                        url=where,
+                    ) from write_error
+                raise TransportError(
+                    f"the connection to {where} was closed before a response arrived "
+                    "(a GraphPipe server drops the connection on a request it cannot parse; "
+                    f"the request may have run, so it is not sent again): {_reason(exc)}",
+                    url=where,
+                ) from exc
             except TimeoutError as exc:
+                if write_error is not None:
+                    raise TransportError(
+                        f"the connection to {where} was closed while the request was being "
+                        f"sent: {_reason(write_error)}",
+                        url=where,
+                    ) from write_error
                 raise ReadTimeout(
                     f"no response from {where} within the read timeout of {req.timeout.read} s",
                     url=where,
                 ) from exc
-        except GraphPipeError:
-            conn.close()
-            pool._put_conn(conn)
-            raise
-        except ssl.SSLError as exc:
-            conn.close()
-            pool._put_conn(conn)
-            raise TLSError(f"TLS with {where} failed: {_reason(exc)}", url=where) from exc
-        except (OSError, http.client.HTTPException) as exc:
-            conn.close()
-            pool._put_conn(conn)
-            error = TransportError(
-                f"the connection to {where} was closed before a response arrived "
-                f"(a GraphPipe server drops the connection on a request it cannot parse): {_reason(exc)}",
+            except ssl.SSLError as exc:
+                if write_error is not None and may_resend:
+                    raise _NotSent(write_error) from exc
+                # e.g. a TLS 1.3 server refusing the client certificate after the handshake.
+                raise TLSError(f"TLS with {where} failed: {_reason(exc)}", url=where) from exc
+            started = True
+            return self._read_body(reader, head, req, write_error is None)
+        except _DeadlinePassed:
+            raise _deadline_error(req) from None
+        except h11.Truncated as exc:
+            raise TransportError(
+                f"the connection to {where} closed before the end of the response: {exc}",
                 url=where,
-            )
-            error.__cause__ = exc
-            if _reset_unread(exc):
-                raise _StaleConnectionError(error) from exc
-            raise error from exc
-
-        try:
-            raw, keep = self._read_fast(resp, req)
-            return raw
+            ) from exc
+        except h11.ProtocolViolation as exc:
+            raise TransportError(f"{where} sent a malformed response: {exc}", url=where) from exc
+        except h11.OverLimit as exc:
+            raise _too_large(req, exc.produced) from None
         except GraphPipeError:
             raise
         except TimeoutError as exc:
@@ -599,168 +639,112 @@ class SyncTransport:
                 f"{req.timeout.read} s",
                 url=where,
             ) from exc
-        except (HTTPError, OSError, http.client.HTTPException, ValueError, RuntimeError) as exc:
+        except (OSError, ValueError) as exc:
+            state = "while reading the response" if started else "before a response arrived"
             raise TransportError(
-                f"the connection to {where} broke while reading the response: {_reason(exc)}",
-                url=where,
+                f"the connection to {where} broke {state}: {_reason(exc)}", url=where
             ) from exc
-        finally:
-            if not keep:
-                conn.close()
-            pool._put_conn(conn)
 
-    def _read_fast(self, resp: _FastResponse, req: PreparedRequest) -> tuple[RawResponse, bool]:
-        """The body of ``resp``, as :meth:`_read` reads it; and whether the connection may be kept."""
+    def _read_body(
+        self, reader: _ResponseReader, head: h11.ResponseHead, req: PreparedRequest, sent: bool
+    ) -> tuple[RawResponse, bool]:
+        """The body of the response ``head``; and whether the connection may be kept."""
         ep = req.endpoint
-        headers = resp.headers
-        status = resp.status
+        status = head.status
+        headers = head.headers
         retry_after = headers.get("retry-after")
-        length = None
-        if status in (204, 304) or 100 <= status < 200:
-            length = 0
-        elif not resp.chunked and status != 200:
-            value = headers.get("content-length", "").strip()
-            length = int(value) if value.isdigit() else None  # else: up to the end of the stream
-        decode = _decoder(headers.get("content-encoding", ""))
-        framed = resp.chunked or length is not None
+        frame = h11.framing(head, req.method)
+        encoding = headers.get("content-encoding", "").strip().lower()
+        decoder = None
+        if encoding not in ("", "identity"):
+            limit = req.max_response_bytes if status == 200 else ERROR_BODY_BYTES
+            decoder = h11.BoundedDecoder(encoding, limit)
+        clean = sent and frame.reusable and head.keep_alive
+
         if status != 200:
             data = bytearray()
-            chunks = resp.body_chunks(length)
-            for chunk in chunks:
-                data += decode(chunk) if decode else chunk
-                if len(data) > ERROR_BODY_BYTES:
-                    return RawResponse(
-                        status, resp.reason, retry_after, data[:ERROR_BODY_BYTES]
-                    ), False
-            return RawResponse(
-                status, resp.reason, retry_after, data
-            ), framed and not resp.will_close
+            try:
+                for chunk in reader.body_chunks(frame):
+                    data += decoder.feed(chunk) if decoder else chunk
+                    if len(data) > ERROR_BODY_BYTES:  # a huge error body: do not drain it
+                        return RawResponse(
+                            status, head.reason, retry_after, data[:ERROR_BODY_BYTES]
+                        ), False
+            except h11.OverLimit:
+                return RawResponse(status, head.reason, retry_after, data[:ERROR_BODY_BYTES]), False
+            keep = clean and not reader.buffered()
+            return RawResponse(status, head.reason, retry_after, data), keep
 
-        n = (
-            None
-            if resp.chunked
-            else content_length(headers.get("content-length"), req.max_response_bytes, ep)
-        )
-        if n is None or decode is not None:
-            # Chunked, encoded or unannounced length: accumulate under the limit.
+        if frame.kind == "length":
+            check_size(frame.length, req.max_response_bytes, ep)
+        if frame.kind != "length" or decoder is not None:
+            # Chunked, encoded or delimited by the end of the stream: accumulate under the limit.
             data = bytearray()
-            for chunk in resp.body_chunks(n):
-                data += decode(chunk) if decode else chunk
+            for chunk in reader.body_chunks(frame):
+                data += decoder.feed(chunk) if decoder else chunk
                 check_size(len(data), req.max_response_bytes, ep)
-            framed = resp.chunked or n is not None
-            return RawResponse(
-                status, resp.reason, retry_after, data
-            ), framed and not resp.will_close
+            if decoder is not None:
+                decoder.finish()
+            keep = clean and not reader.buffered()
+            return RawResponse(status, head.reason, retry_after, data), keep
 
         # Head first, to place the buffer so the largest tensor is aligned;
         # then the rest straight from the socket into that buffer.
-        head = bytearray(min(n, HEAD_BYTES))
-        resp.read_into(memoryview(head), n)
+        n = frame.length
+        first = bytearray(min(n, HEAD_BYTES))
+        reader.read_into(memoryview(first))
         if n <= HEAD_BYTES:
-            body: bytearray | memoryview = head
+            body: bytearray | memoryview = first
         else:
-            view = memoryview(new_receive_buffer(n, head))  # type: ignore[arg-type]
-            resp.read_into(view[len(head) :], n - len(head))
+            view = memoryview(new_receive_buffer(n, first))  # type: ignore[arg-type]
+            reader.read_into(view[len(first) :])
             body = view
-        # Bytes past the body would be a broken server: do not reuse the connection.
-        return RawResponse(
-            status, resp.reason, retry_after, body
-        ), not resp.will_close and not resp.buffered()
-
-    def _read(self, resp: urllib3.BaseHTTPResponse, req: PreparedRequest) -> RawResponse:
-        ep = req.endpoint
-        status = resp.status
-        headers = resp.headers
-        retry_after = headers.get("Retry-After")
-        if status != 200:
-            error_body = resp.read(ERROR_BODY_BYTES, decode_content=True)
-            if resp.read(1, decode_content=True):
-                resp.close()  # a huge error body: do not drain it
-            else:
-                resp.release_conn()
-            return RawResponse(status, resp.reason or "", retry_after, error_body)
-
-        fp = getattr(resp, "_fp", None)
-        n = content_length(headers.get("Content-Length"), req.max_response_bytes, ep)
-        encoded = headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
-        if n is None or encoded or not isinstance(fp, http.client.HTTPResponse) or fp.chunked:
-            return RawResponse(status, resp.reason or "", retry_after, self._read_slow(resp, req))
-
-        # Head first, to place the buffer so the largest tensor is aligned;
-        # then the rest straight from the socket into that buffer.
-        head = bytearray(min(n, HEAD_BYTES))
-        _readinto_full(fp, memoryview(head), n, 0)
-        if n <= HEAD_BYTES:
-            body: bytearray | memoryview = head
-        else:
-            buf = new_receive_buffer(n, head)
-            view = memoryview(buf)  # type: ignore[arg-type]
-            _readinto_full(fp, view[len(head) :], n, len(head))
-            body = view
-        resp.release_conn()
-        return RawResponse(status, resp.reason or "", retry_after, body)
-
-    def _read_slow(self, resp: urllib3.BaseHTTPResponse, req: PreparedRequest) -> bytearray:
-        # Chunked, encoded or unannounced length: accumulate under the limit.
-        data = bytearray()
-        while True:
-            chunk = resp.read(1 << 20, decode_content=True)
-            if not chunk:
-                break
-            data += chunk
-            check_size(len(data), req.max_response_bytes, req.endpoint)
-        resp.release_conn()
-        return data
+        # A byte past the body belongs to no request: do not reuse the connection.
+        return RawResponse(status, head.reason, retry_after, body), clean and not reader.buffered()
 
 
-def _reset_unread(exc: BaseException) -> bool:
-    """Whether the connection was reset (not closed cleanly) before any response byte.
+def _checkout(pool: Any) -> Any:
+    """A connection of ``pool``: an idle one (newest first), or a new one (not yet open).
 
-    A server that closes a kept-alive connection without reading the request
-    that arrives on it makes its kernel answer with a reset: the request never
-    reached the server, and sending it again is safe. A clean close after the
-    request was sent (``RemoteDisconnected``) is not: the server may have read
-    and run it (a GraphPipe server drops the connection on a request it cannot
-    parse, or its model crashed).
+    What ``pool._get_conn()`` does, without its liveness check (the transport
+    makes its own, just before use) and so without its misleading DEBUG log
+    ("Resetting dropped connection") for every connection that was never open.
     """
-    inner = _innermost(exc)
-    return isinstance(inner, (ConnectionResetError, BrokenPipeError)) and not isinstance(
-        inner, http.client.RemoteDisconnected
+    queue_ = pool.pool
+    if queue_ is None:
+        raise ClosedPoolError(pool, "Pool is closed.")
+    try:
+        conn = queue_.get(block=False)
+    except queue.Empty:
+        conn = None
+    return conn or pool._new_conn()
+
+
+def _too_large(req: PreparedRequest, produced: int) -> ResponseTooLargeError:
+    where = req.endpoint.redacted
+    return ResponseTooLargeError(
+        f"the response from {where} decodes to more than max_response_bytes="
+        f"{req.max_response_bytes} (at least {produced} bytes)",
+        size=produced,
+        limit=req.max_response_bytes,
+    )
+
+
+def _deadline_error(req: PreparedRequest) -> DeadlineExceeded:
+    where = req.endpoint.redacted
+    return DeadlineExceeded(
+        f"the call to {where} did not finish within its total timeout of {req.timeout.total} s",
+        url=where,
     )
 
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, NewConnectionError) and isinstance(exc.__cause__, OSError):
         exc = exc.__cause__
-    inner = _innermost(exc)
-    text = str(inner) or type(inner).__name__
-    if isinstance(inner, http.client.IncompleteRead):
-        text = (
-            f"the body ended {inner.expected} bytes early"
-            if inner.expected
-            else "the body ended early"
-        )
-    return text
-
-
-def _innermost(exc: BaseException) -> BaseException:
-    # urllib3 nests the interesting error in args (e.g. ProtocolError('Connection
-    # aborted.', RemoteDisconnected(...))): find the innermost cause.
     inner: BaseException = exc
-    while True:
-        nested = [a for a in getattr(inner, "args", ()) if isinstance(a, BaseException)]
-        if nested:
-            inner = nested[-1]
-        elif getattr(inner, "reason", None) is not None and isinstance(inner.reason, BaseException):  # type: ignore[attr-defined]
-            inner = inner.reason  # type: ignore[attr-defined]
-        else:
-            break
-    return inner
-
-
-def _connect_error(exc: HTTPError, where: str) -> ConnectError:
-    if isinstance(exc, SSLError) or isinstance(getattr(exc, "__cause__", None), ssl.SSLError):
-        return TLSError(f"TLS with {where} failed: {_reason(exc)}", url=where)
-    if isinstance(exc, NewConnectionError):
-        return ConnectError(f"cannot connect to {where}: {_reason(exc)}", url=where)
-    return ConnectTimeout(f"connecting to {where} timed out", url=where)
+    # urllib3 nests the interesting error (e.g. NewConnectionError(conn, "...: [Errno 111] ...")).
+    while isinstance(getattr(inner, "reason", None), BaseException):
+        inner = inner.reason  # type: ignore[attr-defined]
+    if isinstance(inner, socket.gaierror):
+        return f"cannot resolve the host name ({inner.strerror or inner})"
+    return str(inner) or type(inner).__name__

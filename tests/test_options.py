@@ -1,0 +1,164 @@
+"""Client options are validated once, when a client is configured, with one typed error.
+
+Every bad option raises :class:`graphpipe_client.InvalidOption` (a ``ValueError`` too)
+whose message names the option; nothing of urllib3's or httpx's leaks, and a call with a
+bad per-call timeout fails before anything is sent.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+
+import graphpipe_client as gp
+from graphpipe_client.testing import serve
+
+KINDS = ["sync", "async"]
+
+BAD_SECONDS = [0, 0.0, -1, -0.5, math.nan, math.inf, -math.inf, "5", True, [1], 1j]
+
+
+def _client(kind: str, url: str = "http://127.0.0.1:9", **kwargs: Any) -> Any:
+    return gp.Client(url, **kwargs) if kind == "sync" else gp.AsyncClient(url, **kwargs)
+
+
+@pytest.mark.parametrize("field", ["connect", "read", "total"])
+@pytest.mark.parametrize("value", BAD_SECONDS, ids=repr)
+def test_a_bad_timeout_field_names_the_field(field: str, value: Any) -> None:
+    with pytest.raises(gp.InvalidOption, match=rf"^Timeout\.{field} must be a positive number"):
+        gp.Timeout(**{field: value})
+
+
+@pytest.mark.parametrize("value", BAD_SECONDS, ids=repr)
+def test_a_bad_number_timeout_is_refused(value: Any) -> None:
+    with pytest.raises(gp.InvalidOption, match=r"timeout"):
+        gp.Client("http://127.0.0.1:9", timeout=value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [(0, 5), (5, 0), (-1, 5), (math.nan, 5), (5, math.inf), ("1", 5), (1, 2, 3), ()],
+    ids=repr,
+)
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_bad_timeout_tuple_is_refused_by_both_clients(kind: str, value: Any) -> None:
+    with pytest.raises(gp.InvalidOption) as info:
+        _client(kind, timeout=value)
+    assert isinstance(info.value, ValueError)
+    assert "Timeout." in str(info.value) or "tuple" in str(info.value)
+
+
+def _timeout_of(value: Any) -> gp.Timeout:
+    with gp.Client("http://h", timeout=value) as client:
+        return client.config.timeout
+
+
+def test_good_timeouts_are_normalised() -> None:
+    assert gp.Timeout(1, 2, 3) == gp.Timeout(connect=1.0, read=2.0, total=3.0)
+    assert _timeout_of(7) == gp.Timeout(7.0, 7.0, None)
+    assert _timeout_of((1, None)) == gp.Timeout(1.0, None)
+    assert _timeout_of(None) == gp.Timeout(None, None, None)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_bad_per_call_timeout_fails_before_sending(kind: str) -> None:
+    # remote.execute(timeout=(0, 5)) used to succeed on a pooled connection.
+    with serve(lambda x: x) as server:
+        if kind == "sync":
+            with gp.Client(server.url) as client:
+                client.execute(np.ones(2))
+                with pytest.raises(gp.InvalidOption, match=r"Timeout\.connect"):
+                    client.execute(np.ones(2), timeout=(0, 5))
+        else:
+            import asyncio
+
+            async def main() -> None:
+                async with gp.AsyncClient(server.url) as client:
+                    await client.execute(np.ones(2))
+                    with pytest.raises(gp.InvalidOption, match=r"Timeout\.connect"):
+                        await client.execute(np.ones(2), timeout=(0, 5))
+
+            asyncio.run(main())
+        with pytest.raises(gp.InvalidOption, match=r"Timeout\.connect"):
+            gp.remote.execute(server.url, np.ones(2), timeout=(0, 5))
+        assert server.requests_served == 1
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://h",
+        "h:9000",
+        "http://",
+        "http://h:99999",
+        "http://h:port",
+        "http://h /x",
+        "http://h\x00",
+    ],
+)
+@pytest.mark.parametrize("kind", KINDS)
+def test_bad_urls_are_invalid_url(kind: str, url: str) -> None:
+    with pytest.raises(gp.InvalidURL) as info:
+        _client(kind, url)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, gp.GraphPipeError)
+
+
+def test_a_bad_url_never_shows_its_credentials() -> None:
+    with pytest.raises(gp.InvalidURL) as info:
+        gp.Client("http://alice:s3cr3t@h:notaport/")
+    assert "s3cr3t" not in str(info.value) and "alice" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"pool_size": 0}, "pool_size"),
+        ({"pool_size": "4"}, "pool_size"),
+        ({"pool_size": True}, "pool_size"),
+        ({"max_response_bytes": -1}, "max_response_bytes"),
+        ({"max_response_bytes": 1.5}, "max_response_bytes"),
+        ({"idempotent": "yes"}, "idempotent"),
+    ],
+)
+@pytest.mark.parametrize("kind", KINDS)
+def test_other_bad_options_name_the_option(kind: str, kwargs: dict[str, Any], name: str) -> None:
+    with pytest.raises(gp.InvalidOption, match=name):
+        _client(kind, **kwargs)
+
+
+SECRET = "Zq9-s3cr3t"
+
+
+@pytest.mark.parametrize(
+    ("headers", "what"),
+    [
+        ({f"Authorization: Bearer {SECRET}": "x"}, "HTTP token"),
+        ({f" {SECRET}": "x"}, "HTTP token"),
+        ({"": SECRET}, "empty"),
+        ({"Authorization": f"Bearer {SECRET}\r\nX: y"}, "line break"),
+        ({"Authorization": f"Bearer {SECRET}\x00"}, "NUL"),
+        ({"Authorization": f"Bearer {SECRET}\x1b"}, "control character"),
+        ({"Authorization": f"Bearer {SECRET}é"}, "outside ASCII"),
+        ({"Authorization": f"Bearer {SECRET}\u20ac"}, "outside ASCII"),
+        ({"Authorization": SECRET.encode()}, "must be a str"),
+        ({b"Authorization": SECRET}, "must be str"),
+    ],
+)
+@pytest.mark.parametrize("kind", KINDS)
+def test_bad_headers_are_one_typed_error_without_the_value(
+    kind: str, headers: dict[Any, Any], what: str
+) -> None:
+    with pytest.raises(gp.InvalidHeader, match=what) as info:
+        _client(kind, headers=headers)
+    assert isinstance(info.value, ValueError)
+    text = str(info.value) + repr(info.value)
+    assert "s3cr3t" not in text
+
+
+def test_good_headers_pass_as_they_are() -> None:
+    headers = {"Authorization": "Bearer abc.def", "X-Trace": "a\tb", "x-lower": ""}
+    with gp.Client("http://h", headers=headers) as client:
+        assert dict(client.config.headers) == headers
