@@ -241,7 +241,7 @@ def test_unsendable_dtype_fails_once_before_any_request(doubler: GraphPipeServer
     ],
 )
 def test_bad_options(doubler: GraphPipeServer, kwargs: dict[str, Any], message: str) -> None:
-    with gp.Client(doubler.url) as client, pytest.raises(ValueError, match=message):
+    with gp.Client(doubler.url) as client, pytest.raises(gp.InvalidOption, match=message):
         client.execute_batched(np.zeros(4), **kwargs)
 
 

@@ -28,7 +28,7 @@ from typing import Any, Final
 import numpy as np
 
 from ._encode import _as_array, encode_infer_request
-from ._exceptions import BatchError, DecodeError, EncodeError, GraphPipeError
+from ._exceptions import BatchError, DecodeError, EncodeError, GraphPipeError, InvalidOption
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -67,10 +67,10 @@ class Batch:
 
 
 def check_run_options(batch_size: object, concurrency: object) -> None:
-    """Refuse a ``batch_size`` or ``concurrency`` that is not an int >= 1 (``ValueError``)."""
+    """Refuse a ``batch_size`` or ``concurrency`` that is not an int >= 1 (:class:`InvalidOption`)."""
     for name, value in (("batch_size", batch_size), ("concurrency", concurrency)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, not {value!r}")
+            raise InvalidOption(f"{name} must be an int >= 1, not {value!r}")
 
 
 def _refuse_stream(inputs: object) -> None:
