@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import email.parser
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+import zipfile
 from pathlib import Path
 
 import nox
@@ -169,3 +176,158 @@ def soak(session: nox.Session) -> None:
     }
     env = {k: os.environ.get(k, v) for k, v in defaults.items()}
     session.run("pytest", "-q", "tests/test_soak.py", *session.posargs, env=env)
+
+
+# --------------------------------------------------------------------------
+# The release artefacts: nox -s build
+
+
+def _git_files(session: nox.Session, *paths: str) -> set[str]:
+    """The files git tracks under ``paths`` (what a clean clone holds)."""
+    out = session.run("git", "ls-files", "-z", "--", *paths, external=True, silent=True)
+    return {name for name in str(out).split("\0") if name}
+
+
+def _check_wheel(session: nox.Session, wheel: Path, version: str) -> None:
+    """The wheel holds the package, py.typed, the testing package and the entry points."""
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        info = f"graphpipe_client-{version}.dist-info"
+        entry_points = zf.read(f"{info}/entry_points.txt").decode()
+        metadata = email.parser.Parser().parsestr(zf.read(f"{info}/METADATA").decode())
+    sources = {
+        name.removeprefix("src/")
+        for name in _git_files(session, "src/graphpipe_client")
+        if not name.endswith((".pyc", ".pyo"))
+    }
+    missing = sorted(sources - names)
+    if missing:
+        session.error(f"{wheel.name} lacks {missing}")
+    for required in (
+        "graphpipe_client/py.typed",
+        "graphpipe_client/testing/__init__.py",
+        "graphpipe_client/testing/pytest_plugin.py",
+        f"{info}/licenses/LICENSE",
+    ):
+        if required not in names:
+            session.error(f"{wheel.name} lacks {required}")
+    stray = sorted(n for n in names if not n.startswith(("graphpipe_client/", f"{info}/")))
+    if stray:
+        session.error(f"{wheel.name} holds files outside the package: {stray}")
+    for line in (
+        "graphpipe-client = graphpipe_client._cli:main",
+        "graphpipe_client = graphpipe_client.testing.pytest_plugin",
+    ):
+        if line not in entry_points:
+            session.error(f"{wheel.name}'s entry points lack {line!r}:\n{entry_points}")
+    if "[pytest11]" not in entry_points or "[console_scripts]" not in entry_points:
+        session.error(f"{wheel.name}'s entry points lack a group:\n{entry_points}")
+    if metadata["Version"] != version or metadata["Name"] != "graphpipe-client":
+        session.error(f"{wheel.name} says {metadata['Name']} {metadata['Version']}")
+    if metadata.get("Description-Content-Type") != "text/markdown":
+        session.error("the long description (README.md) is not declared as Markdown")
+    session.log(f"{wheel.name}: {len(names)} files, py.typed, testing, entry points: ok")
+
+
+def _check_sdist(session: nox.Session, sdist: Path, version: str) -> None:
+    """The sdist holds every tracked file that pyproject.toml's sdist ``include`` names."""
+    include = PYPROJECT["tool"]["hatch"]["build"]["targets"]["sdist"]["include"]
+    prefix = f"graphpipe_client-{version}/"
+    with tarfile.open(sdist) as tf:
+        names = {m.name.removeprefix(prefix) for m in tf.getmembers() if m.isfile()}
+    wanted = _git_files(session, *include)
+    missing = sorted(wanted - names)
+    if missing:
+        session.error(f"{sdist.name} lacks {missing}")
+    extra = sorted(
+        n
+        for n in names - {"PKG-INFO", "pyproject.toml", ".gitignore"}
+        if not any(n == p or n.startswith(p.rstrip("/") + "/") for p in include)
+    )
+    if extra:
+        session.error(f"{sdist.name} holds files that pyproject.toml does not include: {extra}")
+    session.log(f"{sdist.name}: {len(names)} files, every included file: ok")
+
+
+#: The README's example, run in the clean venv, must print this first (tests/test_readme.py too).
+README_FIRST_LINE = "('input0',) [0. 2. 4. 6.]"
+
+# Run in the clean venv: the package imported is the installed wheel (not
+# this source tree, not an editable install), with its typing marker and
+# pytest plugin registered.
+_INSTALLED_CHECK = """\
+import importlib.metadata as md, pathlib, sys
+import graphpipe_client
+where = pathlib.Path(graphpipe_client.__file__).resolve()
+assert pathlib.Path(sys.prefix).resolve() in where.parents, where
+assert (where.parent / "py.typed").is_file()
+dist = md.distribution("graphpipe-client")
+assert dist.version == graphpipe_client.__version__, dist.version
+assert "editable" not in (dist.read_text("direct_url.json") or ""), "an editable install"
+plugins = {ep.name: ep.value for ep in md.entry_points(group="pytest11")}
+assert plugins.get("graphpipe_client") == "graphpipe_client.testing.pytest_plugin", plugins
+print("installed", dist.version, "at", where.parent)
+"""
+
+
+@nox.session
+def build(session: nox.Session) -> None:
+    """Build the sdist and the wheel, check them, and run the README example from the wheel.
+
+    Builds into ``dist/`` with ``python -m build``; ``twine check --strict``
+    (the README must render as the long description); checks the wheel's
+    contents (every module, ``py.typed``, the ``testing`` package, the
+    console script and pytest plugin entry points) and the sdist's (every
+    tracked file that pyproject.toml includes, nothing else); then creates a
+    clean virtualenv outside the tree, installs the wheel there (not
+    editable), runs the README's Example block against the bundled server,
+    the console script, and, with pytest added, ``examples/test_with_fixture.py``
+    on the pytest plugin the wheel registers. Run it from a git clone: the
+    contents are checked against the files git tracks.
+    """
+    session.install("build>=1.2", "twine>=5")
+    version = re.search(
+        r'__version__ = "([^"]+)"', Path("src/graphpipe_client/_version.py").read_text()
+    )
+    if version is None:
+        session.error("no __version__ in src/graphpipe_client/_version.py")
+    dist = Path("dist")
+    shutil.rmtree(dist, ignore_errors=True)
+    session.run("python", "-m", "build", "--outdir", str(dist))
+    wheels = sorted(dist.glob("*.whl"))
+    sdists = sorted(dist.glob("*.tar.gz"))
+    if len(wheels) != 1 or len(sdists) != 1:
+        session.error(f"expected one wheel and one sdist in dist/, found {sorted(dist.iterdir())}")
+    session.run("twine", "check", "--strict", str(wheels[0]), str(sdists[0]))
+    _check_wheel(session, wheels[0], version.group(1))
+    _check_sdist(session, sdists[0], version.group(1))
+
+    blocks = re.findall(r"```python\n(.*?)```", Path("README.md").read_text(), flags=re.S)
+    if not blocks:
+        session.error("README.md has no python example")
+    with tempfile.TemporaryDirectory(prefix="graphpipe-client-wheel-") as tmp:
+        work = Path(tmp)
+        venv = work / "venv"
+        session.run("python", "-m", "venv", str(venv))
+        bindir = venv / ("Scripts" if os.name == "nt" else "bin")
+        python = str(bindir / "python")
+        session.run(python, "-m", "pip", "install", "-q", str(wheels[0].resolve()), external=True)
+        (work / "check_installed.py").write_text(_INSTALLED_CHECK)
+        (work / "readme_example.py").write_text(blocks[0])
+        # Outside the source tree; -I: no current directory, user site or
+        # PYTHON* variables on the path either.
+        with session.chdir(tmp):
+            session.run(python, "-I", "check_installed.py", external=True)
+            out = session.run(python, "-I", "readme_example.py", external=True, silent=True)
+            first = str(out).splitlines()[0] if out else ""
+            if first != README_FIRST_LINE:
+                session.error(f"the README example printed {out!r}, not {README_FIRST_LINE!r}")
+            session.log(f"the README example, run from the installed wheel: {first}")
+            session.run(str(bindir / "graphpipe-client"), "--version", external=True)
+            # The pytest plugin, found through the wheel's entry point.
+            session.run(python, "-m", "pip", "install", "-q", "pytest>=8", external=True)
+            shutil.copy(Path(session.invoked_from) / "examples" / "test_with_fixture.py", tmp)
+            session.run(
+                python, "-I", "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                "-W", "error", "test_with_fixture.py", external=True,
+            )  # fmt: skip

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import selectors
 import signal
 import socket
@@ -31,6 +32,7 @@ from graphpipe_client.testing import (
     demo_model,
     serve,
 )
+from test_error_messages import NGINX_502
 
 CLI = [sys.executable, "-W", "error", "-m", "graphpipe_client"]
 
@@ -399,6 +401,30 @@ def test_remote_error(tmp_path: Path) -> None:
     assert_one_error_line(r, "the server reported 1 error", "the model is broken")
 
 
+@pytest.mark.parametrize("command", ["info", "execute", "bench"])
+def test_an_html_error_page_is_one_line(command: str, flowers: Path) -> None:
+    # A proxy in front of the model answers with its own page: its title, on one line.
+    with serve(demo_model, metadata=demo_metadata, faults=Faults(status=502, body=NGINX_502)) as s:
+        extra = ["-i", flowers] if command == "execute" else ["--shape", "1,4", "-n", "3"]
+        r = run(command, s.url, *(extra if command != "info" else []))
+    assert_one_error_line(r)
+    assert r.err == f"error: HTTP 502 Bad Gateway from {s.url}/: 502 Bad Gateway (an HTML page)\n"
+
+
+def test_a_multi_line_model_error_is_one_line(tmp_path: Path) -> None:
+    def broken(x: np.ndarray) -> np.ndarray:
+        raise ValueError("the model is broken:\n  line 2\r\n\tline 3\x1b[2J")
+
+    x = tmp_path / "x.npy"
+    np.save(x, np.ones(2))
+    with serve(broken, errors_as_response=True) as server:
+        r = run("execute", server.url, "-i", x)
+    assert_one_error_line(r, "the model is broken: line 2 line 3\ufffd[2J")
+    with serve(broken) as server:  # the same text as an HTTP 400 body
+        r = run("execute", server.url, "-i", x)
+    assert_one_error_line(r, "HTTP 400", ": the model is broken: line 2 line 3\ufffd[2J")
+
+
 def test_read_timeout(flowers: Path) -> None:
     with serve(demo_model, metadata=demo_metadata, faults=Faults(delay=10)) as slow:
         r = run("execute", slow.url, "-i", flowers, "--timeout", "0.3")
@@ -469,6 +495,18 @@ class LineReader:
             if self._sel.select(left):
                 chunk = os.read(self._fd, 65536)
                 assert chunk, f"EOF without {marker!r} in {self.data!r}"
+                self.data += chunk
+        return self.data
+
+    def read_until_match(self, pattern: bytes, timeout: float = 15) -> bytes:
+        """Read until ``pattern`` (a regular expression) matches what was read."""
+        deadline = time.monotonic() + timeout
+        while re.search(pattern, self.data) is None:
+            left = deadline - time.monotonic()
+            assert left > 0, f"no {pattern!r} in {self.data!r}"
+            if self._sel.select(left):
+                chunk = os.read(self._fd, 65536)
+                assert chunk, f"EOF without {pattern!r} in {self.data!r}"
                 self.data += chunk
         return self.data
 
@@ -598,16 +636,17 @@ def test_bench_server_down(closed_url: str) -> None:
     assert_one_error_line(run("bench", closed_url, "--async"), "cannot connect to")
 
 
-@pytest.mark.parametrize("mode", [[], ["--async"]])
-def test_bench_ctrl_c_exits_130_quietly(demo: GraphPipeServer, mode: list[str]) -> None:
+def _interrupt_bench(url: str, *args: str) -> tuple[int | None, str, str]:
+    """Start ``bench``, wait for its timed run (the progress bar), press Ctrl-C (SIGINT)."""
     proc = subprocess.Popen(
-        [*CLI, "bench", demo.url, "-d", "60", "-c", "2", "--progress", *mode],
+        [*CLI, "bench", url, "-c", "2", "--progress", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
     try:
         reader = LineReader(proc.stderr)
-        reader.read_until(b" requests")  # the progress bar: timed requests are running
+        # The progress bar counts timed requests done (it is drawn from the start, at 0).
+        reader.read_until_match(rb"(^|[\r\s|])[1-9][0-9.]*k? requests")
         reader.close()
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=15)
@@ -615,10 +654,53 @@ def test_bench_ctrl_c_exits_130_quietly(demo: GraphPipeServer, mode: list[str]) 
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+    return proc.returncode, out.decode(), reader.data.decode() + err.decode()
+
+
+@pytest.mark.parametrize("mode", [[], ["--async"]])
+def test_bench_ctrl_c_prints_the_partial_report_and_exits_130(
+    demo: GraphPipeServer, mode: list[str]
+) -> None:
+    before = demo.requests_served
+    code, out, err = _interrupt_bench(demo.url, "-d", "60", *mode)
+    assert code == 130, err
+    assert "Traceback" not in err
+    assert "error" not in err
+    lines = out.splitlines()
+    assert lines[0] == f"bench {demo.url}/ ({'async' if mode else 'sync'}, concurrency 2)"
+    requests = next(line for line in lines if line.startswith("requests: "))
+    assert requests.endswith(" failed (interrupted: a partial report)")
+    words = requests.split()
+    done, seconds, ok = int(words[1]), float(words[3]), int(words[5])
+    assert 0 < ok == done <= demo.requests_served - before - 2  # the 2 warm-up calls
+    assert 0 < seconds < 30  # the time until Ctrl-C, not the 60 s asked for
+    check_report(out, 1)
+
+
+def test_bench_ctrl_c_during_warm_up_is_quiet() -> None:
+    # The model does not answer the warm-up calls: nothing is measured yet.
+    with serve(lambda x: x, faults=Faults(delay=3)) as slow:
+        # With --shape, --dtype and --input-name, no metadata call: straight to the warm-up.
+        args = ["--shape", "1,4", "--dtype", "float32", "--input-name", "input0", "-c", "2"]
+        proc = subprocess.Popen(
+            [*CLI, "bench", slow.url, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            deadline = time.monotonic() + 15
+            while slow.connections_accepted < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert slow.connections_accepted >= 2  # the warm-up calls are waiting
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=15)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
     assert proc.returncode == 130
     assert out == b""
     assert b"Traceback" not in err
-    assert b"error" not in err
 
 
 def test_execute_batched_ctrl_c_exits_130_promptly(tmp_path: Path) -> None:

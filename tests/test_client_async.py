@@ -81,6 +81,7 @@ def test_one_client_across_several_event_loops() -> None:
             np.testing.assert_array_equal(y, [2 * i, 2 * i])
         gc.collect()  # pools of finished loops were closed: no ResourceWarning
         assert server.connections_accepted == 3  # one per loop, none shared
+        asyncio.run(client.aclose())  # in yet another loop: marks it closed
 
 
 def test_aio_module_reuses_connections_within_a_loop_and_survives_new_loops() -> None:

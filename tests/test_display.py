@@ -21,7 +21,7 @@ META = gp.ModelMetadata(
 
 def test_metadata_text_is_an_aligned_table() -> None:
     text = str(META)
-    assert text.splitlines()[0] == "iris 1"
+    assert text.splitlines()[:2] == ["model: iris, version 1", "server: test"]
     lines = [line for line in text.splitlines() if line.startswith(("input", "output"))]
     assert lines == [
         "input   features  float32  (?, 4)  cm",
@@ -35,6 +35,12 @@ def test_metadata_html_is_escaped_table() -> None:
     assert "<table>" in html
     assert "<code>features</code>" in html
     assert "a &lt;b&gt;model&lt;/b&gt;" in html  # descriptions are escaped
+
+
+def test_metadata_text_labels_a_model_without_name_or_version() -> None:
+    assert str(gp.ModelMetadata()) == "model: (unnamed)"
+    assert str(gp.ModelMetadata(name="m")).splitlines()[0] == "model: m"
+    assert str(gp.ModelMetadata(version="2")).splitlines()[0] == "model: (unnamed), version 2"
 
 
 def test_io_text() -> None:

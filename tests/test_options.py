@@ -162,3 +162,28 @@ def test_good_headers_pass_as_they_are() -> None:
     headers = {"Authorization": "Bearer abc.def", "X-Trace": "a\tb", "x-lower": ""}
     with gp.Client("http://h", headers=headers) as client:
         assert dict(client.config.headers) == headers
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "what"),
+    [
+        ({"verify": "/nonexistent/ca.pem"}, "cannot load that CA bundle"),
+        ({"verify": 1}, "verify must be"),
+        ({"cert": "/nonexistent/client.pem"}, "cannot load the client certificate"),
+        ({"cert": ("/nonexistent/c.pem", "/nonexistent/k.pem")}, "cannot load the client"),
+        ({"cert": ("a", "b", "c")}, "cert must be"),
+    ],
+)
+@pytest.mark.parametrize("kind", KINDS)
+def test_bad_tls_files_are_invalid_options(kind: str, kwargs: dict[str, Any], what: str) -> None:
+    with pytest.raises(gp.InvalidOption, match=what):
+        _client(kind, "https://127.0.0.1:9", **kwargs)
+
+
+def test_a_file_that_is_not_a_certificate_is_an_invalid_option(tmp_path: Any) -> None:
+    bad = tmp_path / "not-a-cert.pem"
+    bad.write_text("hello")
+    with pytest.raises(gp.InvalidOption, match="cannot load"):
+        gp.Client("https://127.0.0.1:9", verify=str(bad))
+    with pytest.raises(gp.InvalidOption, match="cannot load"):
+        gp.Client("https://127.0.0.1:9", cert=str(bad))

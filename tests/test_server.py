@@ -346,7 +346,7 @@ def test_input_name_errors(inputs: list[np.ndarray], names: list[str] | None, te
         r = infer(server, inputs, input_names=names)
     assert r.status == 400
     assert r.headers["Content-Type"] == "text/plain; charset=utf-8"
-    assert r.body.decode() == text
+    assert r.body.decode() == text + "\n"
 
 
 def test_names_from_given_metadata() -> None:
@@ -356,7 +356,9 @@ def test_names_from_given_metadata() -> None:
     with serve(subtract, metadata=meta) as server:
         (out,) = infer(server, [B, A], input_names=["b", "a"], output_names=["d"]).outputs()
         np.testing.assert_array_equal(out, A - B)
-        assert infer(server, [A, B], input_names=["input0", "b"]).body == b"no input named 'input0'"
+        assert (
+            infer(server, [A, B], input_names=["input0", "b"]).body == b"no input named 'input0'\n"
+        )
         assert server.metadata is meta
 
 
@@ -392,7 +394,7 @@ def test_var_positional_model_takes_any_number() -> None:
             assert out.tolist() == [n]
         (out,) = infer(server, [A, B], input_names=["input1", "input0"]).outputs()
         assert out.tolist() == [2]
-        assert infer(server, [A], input_names=["input2"]).body == b"missing input 'input0'"
+        assert infer(server, [A], input_names=["input2"]).body == b"missing input 'input0'\n"
 
 
 def three(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -428,10 +430,10 @@ def test_dict_outputs_and_metadata_output_names() -> None:
             15.0,
         ]
         r = infer(server, [A], output_names=["mean", "nope"])
-        assert (r.status, r.body) == (400, b"no output named 'nope'")
+        assert (r.status, r.body) == (400, b"no output named 'nope'\n")
     with serve(lambda x: (x.min(), x.max()), metadata=meta) as server:
         assert [o.item() for o in infer(server, [A], output_names=["hi"]).outputs()] == [20.0]
-        assert infer(server, [A], output_names=["output0"]).body == b"no output named 'output0'"
+        assert infer(server, [A], output_names=["output0"]).body == b"no output named 'output0'\n"
 
 
 def test_config_and_output_names_reach_models_that_accept_them() -> None:
@@ -501,7 +503,7 @@ def test_model_exception_is_a_400_with_its_text() -> None:
         r = infer(server, [A])
     assert r.status == 400
     assert r.headers["Content-Type"] == "text/plain; charset=utf-8"
-    assert r.body == b"bad input shape (2, 3)"
+    assert r.body == b"bad input shape (2, 3)\n"
 
 
 def test_model_exception_as_errors_entries() -> None:
@@ -530,7 +532,7 @@ def test_malformed_body_is_a_400_with_the_decoder_message() -> None:
             with pytest.raises(codec.DecodeError) as info:
                 codec.decode_request(body)
             r = request(server, body)
-            assert (r.status, r.body.decode()) == (400, str(info.value))
+            assert (r.status, r.body.decode()) == (400, str(info.value) + "\n")
             assert r.headers["Content-Type"] == "text/plain; charset=utf-8"
 
 
@@ -602,22 +604,319 @@ def test_get_root_is_the_metadata_as_go_json() -> None:
     assert doc["Inputs"] == [{"Name": "input0", "Description": "", "Shape": None, "Type": 0}]
 
 
-def test_control_endpoints_and_404() -> None:
+GO_META = ModelMetadata(
+    name="m",
+    version="1",
+    server="s",
+    description="d",
+    inputs=(IOMetadata("x", "in", (None, 2), np.dtype(np.float32)),),
+    outputs=(IOMetadata("y"),),
+)
+# What graphpipe-go's GET handler writes for GO_META: json.MarshalIndent(meta, "", "    ").
+GO_META_JSON = b"""{
+    "Name": "m",
+    "Version": "1",
+    "Server": "s",
+    "Description": "d",
+    "Inputs": [
+        {
+            "Name": "x",
+            "Description": "in",
+            "Shape": [
+                -1,
+                2
+            ],
+            "Type": 10
+        }
+    ],
+    "Outputs": [
+        {
+            "Name": "y",
+            "Description": "",
+            "Shape": null,
+            "Type": 0
+        }
+    ]
+}"""
+
+
+def get(server: GraphPipeServer, path: str, *, method: str = "GET", body: bytes = b"") -> bytes:
+    """One request on a fresh connection: the raw response, up to the server's close."""
+    head = f"{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+    if body or method == "POST":
+        head += f"Content-Length: {len(body)}\r\n"
+    return exchange(server, head.encode() + b"\r\n" + body)
+
+
+@pytest.mark.parametrize("path", ["/", "/nope", "/control", "/control/is_ready/", "/a/b?c=d"])
+def test_get_on_any_other_path_is_the_metadata_as_go_indented_json(path: str) -> None:
+    with serve(double, metadata=GO_META) as server:
+        status, headers, body = split(get(server, path))
+    assert (status, headers["content-type"], body) == (200, "application/json", GO_META_JSON)
+    assert "x-content-type-options" not in headers
+
+
+def test_metadata_json_escapes_strings_as_go() -> None:
+    meta = ModelMetadata(name='a<b>&c \u00e9\u2028\x01\n\t"\\')
+    with serve(double, metadata=meta) as server:
+        body = split(get(server, "/"))[2]
+    assert body.startswith(
+        b'{\n    "Name": "a\\u003cb\\u003e\\u0026c \xc3\xa9\\u2028\\u0001\\n\\t\\"\\\\",\n'
+    )
+    assert json.loads(body)["Name"] == meta.name
+
+
+def test_unset_and_scalar_shapes_differ_in_json_and_in_our_flatbuffers() -> None:
+    meta = ModelMetadata(inputs=(IOMetadata("unset"), IOMetadata("scalar", shape=())))
+    with serve(double, metadata=meta) as server:
+        doc = json.loads(split(get(server, "/"))[2])
+        got = codec.decode_metadata_response(
+            request(server, codec.encode_metadata_request().tobytes()).body
+        )
+    assert [i["Shape"] for i in doc["Inputs"]] == [None, []]  # as Go: nil -> null, empty -> []
+    assert [i.shape for i in got.inputs] == [None, ()]  # absent vs empty vector
+
+
+def test_get_and_control_calls_read_their_body_and_keep_the_connection() -> None:
+    with serve(double) as server, socket.create_connection((server.host, server.port)) as s:
+        s.settimeout(5)
+        for method, path in [("GET", "/"), ("POST", "/control/is_alive"), ("GET", "/x")]:
+            body = b"ignored body"
+            s.sendall(f"{method} {path} HTTP/1.1\r\nHost: t\r\nContent-Length: 12\r\n\r\n".encode())
+            s.sendall(body)
+            assert split(recv_response(s))[0] == 200
+        s.sendall(raw_post(X_BODY))  # the same connection still serves
+        assert split(read_all(s))[2] == X2_WIRE
+
+
+def test_error_answers_are_go_http_error_bytes() -> None:
+    def broken(x: np.ndarray) -> np.ndarray:
+        raise ValueError("bad input")
+
+    with serve(broken) as server:
+        raw = exchange(server, raw_post(X_BODY))
+        head, _, body = raw.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        assert lines[0] == b"HTTP/1.1 400 Bad Request"
+        assert b"Content-Type: text/plain; charset=utf-8" in lines
+        assert b"X-Content-Type-Options: nosniff" in lines
+        assert b"Content-Length: 10" in lines
+        assert body == b"bad input\n"
+        # A malformed body, and outputs that cannot be encoded, likewise.
+        status, headers, body = split(exchange(server, raw_post(b"\0" * 3)))
+        assert (status, headers["x-content-type-options"]) == (400, "nosniff")
+        assert body.endswith(b"bytes)\n")
+    with serve(lambda x: x > 0) as server:
+        status, headers, body = split(exchange(server, raw_post(X_BODY)))
+    assert (status, headers["x-content-type-options"]) == (500, "nosniff")
+    assert body.startswith(b"cannot encode") and body.endswith(b"\n")
+
+
+def test_a_200_answer_has_no_nosniff() -> None:
     with serve(double) as server:
-        for path in ("/control/is_ready", "/control/is_alive"):
-            r = request(server, method="GET", path=path)
-            assert (r.status, r.body) == (200, b"ok")
+        _, headers, _ = split(exchange(server, raw_post(X_BODY)))
+    assert "x-content-type-options" not in headers
+
+
+def test_request_types_other_than_infer_get_the_metadata() -> None:
+    b = flatbuffers.Builder(64)
+    b.StartObject(2)
+    b.PrependUint8Slot(0, 7, 0)  # an unknown union tag
+    b.Finish(b.EndObject())
+    unknown = bytes(b.Output())
+    # A MetadataRequest whose table offset leads out of the message.
+    broken_meta = bytearray(codec.encode_metadata_request().tobytes())
+    (root,) = struct.unpack_from("<I", broken_meta)
+    vtable = root - struct.unpack_from("<i", broken_meta, root)[0]
+    (req_field,) = struct.unpack_from("<H", broken_meta, vtable + 6)
+    struct.pack_into("<I", broken_meta, root + req_field, 1 << 20)
+    with serve(double, metadata=GO_META) as server:
+        for body in (unknown, bytes(broken_meta)):
+            with pytest.raises(codec.DecodeError):
+                codec.decode_request(body)
+            r = request(server, body)
+            assert r.status == 200
+            assert codec.decode_metadata_response(r.body) == GO_META
+        assert server.last_request == codec.MetadataRequest()
+        # An InferRequest that does not decode is still a 400.
+        assert request(server, X_BODY[:-8]).status == 400
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_is_ready_and_is_alive_answer_ok_newline(method: str) -> None:
+    with serve(double) as server:
+        for path in ("/control/is_ready", "/control/is_alive", "/control/is_alive?x=1"):
+            status, headers, body = split(get(server, path, method=method))
+            assert (status, headers["content-type"], body) == (
+                200,
+                "text/plain; charset=utf-8",
+                b"ok\n",
+            )
+            assert "x-content-type-options" not in headers
         server.ready = False
-        assert request(server, method="GET", path="/control/is_ready").status == 503
-        assert request(server, method="GET", path="/control/is_alive").status == 200
+        status, headers, body = split(get(server, "/control/is_ready", method=method))
+        assert (status, body, headers["x-content-type-options"]) == (503, b"not ready\n", "nosniff")
+        assert split(get(server, "/control/is_alive", method=method))[2] == b"ok\n"
         server.ready = True
         server._shutting_down = True  # what stop() sets first
-        for path in ("/control/is_ready", "/control/is_alive"):
-            r = request(server, method="GET", path=path)
-            assert (r.status, r.body) == (503, b"shutting down")
+        assert split(get(server, "/control/is_ready", method=method))[:3:2] == (503, b"not ready\n")
+        assert split(get(server, "/control/is_alive", method=method))[:3:2] == (503, b"not alive\n")
         server._shutting_down = False
-        assert request(server, method="GET", path="/nope").status == 404
+        # Percent-encoded, the path is the same (Go's ServeMux decodes it).
+        assert split(get(server, "/control/is%5Fready"))[2] == b"ok\n"
         assert request(server, X_BODY, path="/any/path?x=1").outputs()  # POST: any path
+
+
+def wait_until(predicate: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_client_count_is_the_number_of_open_connections() -> None:
+    with serve(double) as server:
+        assert get(server, "/control/client_count").endswith(b"\r\n\r\n1\n")
+        idle = [socket.create_connection((server.host, server.port)) for _ in range(2)]
+        try:
+            wait_until(lambda: server.open_connections == 2)
+            status, headers, body = split(get(server, "/control/client_count"))
+            assert (status, headers["content-type"], body) == (
+                200,
+                "text/plain; charset=utf-8",
+                b"3\n",
+            )
+        finally:
+            for s in idle:
+                s.close()
+        wait_until(lambda: server.open_connections == 0)
+        assert split(get(server, "/control/client_count", method="POST"))[2] == b"1\n"
+
+
+def test_tcp_keepalive_every_3_minutes_as_go() -> None:
+    with serve(double) as server, socket.create_connection((server.host, server.port)) as s:
+        s.sendall(raw_post(X_BODY, close=False))
+        recv_response(s)  # the options are set before the connection is served
+        (conn,) = server._connections
+        assert conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
+        for name in ("TCP_KEEPIDLE", "TCP_KEEPINTVL"):
+            if hasattr(socket, name):
+                assert conn.sock.getsockopt(socket.IPPROTO_TCP, getattr(socket, name)) == 180
+
+
+class Gate:
+    """A model that holds each call until released, and says when one has begun."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        self.entered.set()
+        assert self.release.wait(10)
+        return x * 2
+
+
+def in_thread(fn: Any, *args: Any) -> tuple[threading.Thread, list[Any]]:
+    out: list[Any] = []
+    t = threading.Thread(target=lambda: out.append(fn(*args)), daemon=True)
+    t.start()
+    return t, out
+
+
+def test_shutdown_refuses_new_work_drains_in_flight_then_stops() -> None:
+    gate = Gate()
+    with serve(gate) as server:
+        port = server.port
+        # A kept-alive connection, idle once it has its first answer.
+        idle = socket.create_connection((server.host, port), timeout=5)
+        idle.sendall(raw_post(codec.encode_metadata_request().tobytes(), close=False))
+        recv_response(idle)
+        # One request in flight, held by the model.
+        busy = socket.create_connection((server.host, port), timeout=5)
+        busy.sendall(raw_post(X_BODY, close=False))
+        assert gate.entered.wait(5)
+        caller, answer = in_thread(get, server, "/control/shutdown")
+        wait_until(lambda: split(get(server, "/control/is_ready"))[0] == 503)
+
+        # During the drain: probes answer, new work gets 503 and a close.
+        assert split(get(server, "/control/is_ready"))[2] == b"not ready\n"
+        assert split(get(server, "/control/is_alive"))[2] == b"ok\n"
+        assert split(get(server, "/control/client_count"))[2] == b"4\n"
+        for raw in (
+            raw_post(X_BODY, close=False),
+            b"GET / HTTP/1.1\r\nHost: t\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 9\r\nExpect: 100-continue\r\n\r\n",
+        ):
+            status, headers, body = split(exchange(server, raw))  # and the server closes
+            assert (status, headers["connection"], body) == (503, "close", b"shutting down\n")
+            assert headers["x-content-type-options"] == "nosniff"
+        idle.sendall(raw_post(X_BODY, close=False))
+        status, headers, body = split(read_all(idle))
+        assert (status, headers["connection"], body) == (503, "close", b"shutting down\n")
+        assert caller.is_alive() and server.running
+
+        # The request in flight completes, on a connection that then closes.
+        gate.release.set()
+        status, headers, body = split(read_all(busy))
+        assert (status, headers["connection"], body) == (200, "close", X2_WIRE)
+        caller.join(5)
+        status, headers, body = split(answer[0])
+        assert (status, headers["content-type"], body) == (
+            200,
+            "text/plain; charset=utf-8",
+            b"shutdown\n",
+        )
+        assert headers["connection"] == "close"
+
+        # Then the server stops: nothing listens any more.
+        wait_until(lambda: not server.running)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((server.host, port), timeout=5).close()
+        server.stop()  # nothing left to do
+        for s in (idle, busy):
+            s.close()
+        # It can start again, on the same port, ready.
+        server.start()
+        assert server.port == port
+        assert split(get(server, "/control/is_ready"))[2] == b"ok\n"
+        assert request(server, X_BODY).outputs()
+    assert server._httpd is None  # stopped (by the with block)
+    assert not [t for t in threading.enumerate() if f":{port}" in t.name]
+
+
+def test_shutdown_with_nothing_in_flight_answers_at_once_and_closes_idle_connections() -> None:
+    with serve(double) as server:
+        idle = socket.create_connection((server.host, server.port), timeout=5)
+        idle.sendall(raw_post(X_BODY, close=False))
+        recv_response(idle)
+        t0 = time.monotonic()
+        status, _, body = split(get(server, "/control/shutdown", method="POST"))
+        assert (status, body) == (200, b"shutdown\n")
+        assert time.monotonic() - t0 < 2
+        with idle:
+            assert read_all(idle) == b""  # the server's FIN
+        wait_until(lambda: not server.running)
+
+
+def test_stop_during_a_drain_cuts_it_short() -> None:
+    gate = Gate()
+    with serve(gate) as server:
+        port = server.port
+        busy = socket.create_connection((server.host, port), timeout=5)
+        busy.sendall(raw_post(X_BODY))
+        assert gate.entered.wait(5)
+        caller, answer = in_thread(get, server, "/control/shutdown")
+        wait_until(lambda: server._draining)
+        t0 = time.monotonic()
+        threading.Timer(0.2, gate.release.set).start()  # the model returns after stop()
+        server.stop()
+        assert time.monotonic() - t0 < 3
+        caller.join(5)
+        assert answer == [b""]  # closed without an answer
+        with busy:
+            assert not read_all(busy).startswith(b"HTTP/1.1 200")
+    assert not server.running
 
 
 # --------------------------------------------------------------------------
@@ -773,7 +1072,7 @@ def test_keep_alive_reuses_one_connection() -> None:
                 assert r.status == 200
                 r.read()
             conn.request("GET", "/control/is_alive")
-            assert conn.getresponse().read() == b"ok"
+            assert conn.getresponse().read() == b"ok\n"
         finally:
             conn.close()
         assert (server.connections_accepted, server.requests_served) == (1, 4)
@@ -971,7 +1270,7 @@ def test_graphpipe_serve_fixture_in_a_pytest_run(pytester: pytest.Pytester) -> N
             STARTED.append(server)
             conn = http.client.HTTPConnection(server.host, server.port)
             conn.request("GET", "/control/is_alive")
-            assert conn.getresponse().read() == b"ok"
+            assert conn.getresponse().read() == b"ok\\n"
             conn.close()
 
         def test_stopped_after_the_test():
@@ -1020,7 +1319,7 @@ def test_demo_model_served() -> None:
         ).outputs()
         assert label.tolist() == [2, 1, 0]
         r = infer(server, [MEANS], config="temperature=-1")
-        assert (r.status, r.body) == (400, b"temperature must be > 0, not -1")
+        assert (r.status, r.body) == (400, b"temperature must be > 0, not -1\n")
 
 
 # --------------------------------------------------------------------------

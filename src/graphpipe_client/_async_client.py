@@ -41,7 +41,8 @@ class AsyncClient(ClientBase[AsyncTransport]):
     The client may be created outside a running loop and used from several
     loops one after the other (each loop gets its own connections, closed
     when that loop shuts down), so it works in notebooks and with repeated
-    ``asyncio.run``.
+    ``asyncio.run``. Close it with ``aclose()`` (or use ``async with``): a
+    client collected unclosed gives a ``ResourceWarning``.
 
     Example:
         >>> import asyncio
@@ -55,6 +56,8 @@ class AsyncClient(ClientBase[AsyncTransport]):
         ...     asyncio.run(main(server.url))
         [array([0, 0]), array([10, 10]), array([20, 20])]
     """
+
+    _close_hint = "await aclose() or use 'async with'"
 
     def _create_transport(self) -> AsyncTransport:
         return AsyncTransport(self._config)

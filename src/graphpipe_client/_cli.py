@@ -41,6 +41,7 @@ from ._core import parse_endpoint
 from ._exceptions import GraphPipeError, TransportError
 from ._messages import IOMetadata, ModelMetadata
 from ._progress import Reporter, as_callback, terminal_reporter
+from ._summary import one_line
 from ._version import __version__
 
 __all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "main"]
@@ -229,7 +230,8 @@ float32. One untimed warm-up request per worker runs first (it opens the
 connections and checks that the model answers). Requests are not retried.
 Latency is measured per request, around the whole call (encode, send,
 receive, decode); rows are the size of the first dimension of the first
-input. Failed requests are counted, and make the exit status 1.
+input. Failed requests are counted, and make the exit status 1. Ctrl-C
+during the timed run prints the report so far, then exits with status 130.
 """
 
 
@@ -759,11 +761,18 @@ class _BenchPlan:
 
 @dataclass
 class _BenchResult:
-    """Latencies (seconds) of the successful requests, the failures, the wall time."""
+    """Latencies (seconds) of the successful requests, the failures, the wall time.
+
+    Filled in as the run goes, so that an interrupted run still has its
+    partial figures: ``started`` once the timed run began, ``interrupted``
+    if Ctrl-C stopped it.
+    """
 
     latencies: list[float] = field(default_factory=list)
     errors: list[GraphPipeError] = field(default_factory=list)
     elapsed: float = 0.0
+    started: bool = False
+    interrupted: bool = False
 
     @property
     def done(self) -> int:
@@ -850,9 +859,12 @@ def _bench_plan(args: argparse.Namespace) -> _BenchPlan:
 
 
 def _bench_sync(
-    url: str, plan: _BenchPlan, options: dict[str, Any], progress: _BenchProgress
-) -> _BenchResult:
-    result = _BenchResult()
+    url: str,
+    plan: _BenchPlan,
+    options: dict[str, Any],
+    progress: _BenchProgress,
+    result: _BenchResult,
+) -> None:
     lock = threading.Lock()
     stop = threading.Event()
     issued = 0
@@ -872,6 +884,7 @@ def _bench_sync(
                 future.result()
 
         start = time.perf_counter()
+        result.started = True
         deadline = start + plan.duration if plan.duration is not None else None
         progress.update(0, 0.0)  # the display starts with the timed requests
 
@@ -891,11 +904,13 @@ def _bench_sync(
                         call()
                     except GraphPipeError as exc:
                         with lock:
-                            result.errors.append(exc)
+                            if not stop.is_set():  # else: after the end of the run
+                                result.errors.append(exc)
                     else:
                         t1 = time.perf_counter()
                         with lock:
-                            result.latencies.append(t1 - t0)
+                            if not stop.is_set():
+                                result.latencies.append(t1 - t0)
             except BaseException as exc:  # a bug: stop everything and report it
                 fatal.append(exc)
                 stop.set()
@@ -911,21 +926,25 @@ def _bench_sync(
                 while t.is_alive():
                     t.join(0.1)
                     progress.update(result.done, time.perf_counter() - start)
-        except BaseException:
-            stop.set()
+        except BaseException:  # Ctrl-C: the figures so far, then wait for the calls in flight
+            with lock:
+                stop.set()
+                result.elapsed = time.perf_counter() - start
             for t in threads:
                 t.join()
             raise
         result.elapsed = time.perf_counter() - start
     if fatal:
         raise fatal[0]
-    return result
 
 
 async def _bench_async_main(
-    url: str, plan: _BenchPlan, options: dict[str, Any], progress: _BenchProgress
-) -> _BenchResult:
-    result = _BenchResult()
+    url: str,
+    plan: _BenchPlan,
+    options: dict[str, Any],
+    progress: _BenchProgress,
+    result: _BenchResult,
+) -> None:
     issued = 0
     async with AsyncClient(url, pool_size=plan.concurrency, retries=0, **options) as client:
 
@@ -941,6 +960,7 @@ async def _bench_async_main(
                 raise outcome
 
         start = time.perf_counter()
+        result.started = True
         deadline = start + plan.duration if plan.duration is not None else None
         progress.update(0, 0.0)  # the display starts with the timed requests
 
@@ -970,12 +990,14 @@ async def _bench_async_main(
                     break
             for task in tasks:
                 task.result()  # a bug in a worker surfaces here
+        except BaseException:  # Ctrl-C cancels this task (asyncio.run): keep the figures so far
+            result.elapsed = time.perf_counter() - start
+            raise
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         result.elapsed = time.perf_counter() - start
-    return result
 
 
 def _bench_report(url: str, plan: _BenchPlan, result: _BenchResult, mode: str) -> str:
@@ -983,8 +1005,10 @@ def _bench_report(url: str, plan: _BenchPlan, result: _BenchResult, mode: str) -
     for label, arr in zip(plan.labels, plan.inputs, strict=True):
         lines.append(f"input {_describe(label, arr)}")
     ok = len(result.latencies)
+    stopped = " (interrupted: a partial report)" if result.interrupted else ""
     lines.append(
         f"requests: {result.done} in {result.elapsed:.2f} s, {ok} ok, {len(result.errors)} failed"
+        + stopped
     )
     if ok:
         ms = np.asarray(result.latencies) * 1000.0
@@ -1004,14 +1028,24 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     plan = _bench_plan(args)
     progress = _BenchProgress(args, plan)
     options = _client_options(args)
+    mode = "async" if args.use_async else "sync"
+    result = _BenchResult()
     try:
-        if args.use_async:
-            result = asyncio.run(_bench_async_main(args.url, plan, options, progress))
-        else:
-            result = _bench_sync(args.url, plan, options, progress)
-    finally:
-        progress.finish()
-    print(_bench_report(args.url, plan, result, "async" if args.use_async else "sync"))
+        try:
+            if args.use_async:
+                asyncio.run(_bench_async_main(args.url, plan, options, progress, result))
+            else:
+                _bench_sync(args.url, plan, options, progress, result)
+        finally:
+            progress.finish()
+    except KeyboardInterrupt:
+        if not result.started:
+            raise  # still warming up: nothing measured, nothing to report
+        # Ctrl-C during the timed run: what was measured until then.
+        result.interrupted = True
+        print(_bench_report(args.url, plan, result, mode), flush=True)
+        return EXIT_INTERRUPTED
+    print(_bench_report(args.url, plan, result, mode))
     if result.errors:
         first = result.errors[0]
         raise CommandError(
@@ -1024,10 +1058,20 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 # main
 
 
+#: The longest ``error: ...`` line (a server may send thousands of error entries).
+ERROR_LINE_CHARS: Final = 2000
+
+
 def _report(exc: BaseException, verbose: bool) -> None:
+    """Print the one ``error: ...`` line of a failure (after its traceback, with ``-v``).
+
+    One line whatever the message holds: a model's multi-line error text, a
+    server's HTML page, control characters, all collapse to one bounded line.
+    """
     if verbose:
         traceback.print_exception(exc, file=sys.stderr)
-    print(f"error: {str(exc) or type(exc).__name__}", file=sys.stderr)
+    text = one_line(str(exc), ERROR_LINE_CHARS) or type(exc).__name__
+    print(f"error: {text}", file=sys.stderr)
 
 
 def _exit_status(exc: SystemExit) -> int:

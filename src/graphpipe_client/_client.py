@@ -37,7 +37,8 @@ class Client(ClientBase[SyncTransport]):
 
     Bind it to one model (``Client("http://host:9000")``) or pass ``url=`` to
     each call. Share one client between threads; close it (or use ``with``)
-    when done.
+    when done: a client collected unclosed gives a ``ResourceWarning``, as an
+    unclosed file does.
 
     Args:
         url: the model URL, e.g. ``http://127.0.0.1:9000``. User-info in the

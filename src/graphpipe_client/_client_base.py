@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import ssl
 import threading
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -41,6 +42,13 @@ TransportT = TypeVar("TransportT")
 
 class ClientBase(abc.ABC, Generic[TransportT]):
     """State and argument handling common to the sync and async clients."""
+
+    #: How to close this kind of client, for the ``ResourceWarning`` of an unclosed one.
+    _close_hint = "call close() or use 'with'"
+
+    #: False for the module-level clients of ``remote`` and ``aio``, which
+    #: live as long as the process (see :meth:`_mark_shared`).
+    _warn_unclosed = True
 
     def __init__(
         self,
@@ -82,6 +90,26 @@ class ClientBase(abc.ABC, Generic[TransportT]):
     @abc.abstractmethod
     def _create_transport(self) -> TransportT:
         """Each client supplies its transport (urllib3 or httpx)."""
+
+    def __del__(self) -> None:
+        # As files and sockets do: an unclosed client is a leak of connections.
+        # (A client whose constructor failed has no transport: nothing to say.)
+        state = self.__dict__
+        if self._warn_unclosed and "_transport" in state and not state.get("_closed", True):
+            warnings.warn(
+                f"unclosed {self!r}: {self._close_hint} to release its connections",
+                ResourceWarning,
+                stacklevel=2,
+                source=self,
+            )
+
+    def _mark_shared(self) -> None:
+        """Exempt this client from the unclosed warning: a process-wide one (``remote``, ``aio``).
+
+        Such a client lives as long as the process, and after ``fork`` the
+        child drops its copy unclosed, on purpose.
+        """
+        self._warn_unclosed = False
 
     @property
     def url(self) -> str | None:

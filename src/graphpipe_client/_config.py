@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import math
+import os
 import random
 import re
 import ssl
@@ -326,7 +327,12 @@ def _char_name(ch: str) -> str:
 def make_ssl_context(
     verify: bool | str | ssl.SSLContext, cert: str | tuple[str, str] | None
 ) -> ssl.SSLContext:
-    """The client-side TLS context for ``verify`` (True, a CA bundle path, or a context) and ``cert``."""
+    """The client-side TLS context for ``verify`` (True, a CA bundle path, or a context) and ``cert``.
+
+    Raises:
+        InvalidOption: ``verify`` or ``cert`` of the wrong type, or a file
+            that cannot be read or is not a certificate (or key) in PEM.
+    """
     if isinstance(verify, ssl.SSLContext):
         ctx = verify
     elif verify is False:
@@ -335,11 +341,31 @@ def make_ssl_context(
         ctx.verify_mode = ssl.CERT_NONE
     elif verify is True:
         ctx = ssl.create_default_context()
+    elif isinstance(verify, (str, os.PathLike)):
+        try:
+            ctx = ssl.create_default_context(cafile=verify)
+        except (OSError, ssl.SSLError) as exc:
+            raise InvalidOption(
+                f"verify={str(verify)!r}: cannot load that CA bundle: {exc}"
+            ) from exc
     else:
-        ctx = ssl.create_default_context(cafile=verify)
+        raise InvalidOption(
+            "verify must be True, False, a CA bundle path or an ssl.SSLContext, "
+            f"not {type(verify).__name__}"
+        )
     if cert is not None:
-        if isinstance(cert, tuple):
-            ctx.load_cert_chain(cert[0], cert[1])
+        if isinstance(cert, tuple) and len(cert) == 2:
+            files: tuple[str, ...] = (cert[0], cert[1])
+        elif isinstance(cert, (str, os.PathLike)):
+            files = (cert,)
         else:
-            ctx.load_cert_chain(cert)
+            raise InvalidOption(
+                "cert must be a PEM path holding the certificate and its key, or a "
+                f"(certificate, key) pair of paths, not {type(cert).__name__}"
+            )
+        try:
+            ctx.load_cert_chain(*files)
+        except (OSError, ssl.SSLError) as exc:
+            shown = ", ".join(repr(str(f)) for f in files)
+            raise InvalidOption(f"cert={shown}: cannot load the client certificate: {exc}") from exc
     return ctx

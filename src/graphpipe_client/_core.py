@@ -36,6 +36,7 @@ from ._exceptions import (
 )
 from ._log import log_retry
 from ._messages import EncodedMessage, ModelMetadata
+from ._summary import status_message
 from ._version import __version__
 
 __all__ = [
@@ -351,10 +352,8 @@ class RawResponse:
 def _status_error(req: PreparedRequest, raw: RawResponse) -> HTTPStatusError:
     text = bytes(raw.body[:ERROR_BODY_BYTES]).decode("utf-8", "replace").strip()
     where = req.endpoint.redacted
-    reason = f" {raw.reason}" if raw.reason else ""
-    message = f"HTTP {raw.status}{reason} from {where}"
-    if text:
-        message += f": {text}"
+    # One line, bounded: an HTML error page is reduced to its title (all of it is on .body).
+    message = status_message(raw.status, raw.reason, where, text)
     return HTTPStatusError(message, status_code=raw.status, body=text, url=where)
 
 

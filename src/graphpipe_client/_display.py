@@ -42,10 +42,10 @@ def _rows(m: ModelMetadata) -> list[tuple[str, IOMetadata]]:
 
 
 def metadata_text(m: ModelMetadata) -> str:
-    """A readable, aligned table of a model's metadata."""
-    head = m.name or "(unnamed model)"
+    """A readable, aligned table of a model's metadata, under labelled lines (``model: ...``)."""
+    head = f"model: {m.name or '(unnamed)'}"
     if m.version:
-        head += f" {m.version}"
+        head += f", version {m.version}"
     lines = [head]
     if m.server:
         lines.append(f"server: {m.server}")

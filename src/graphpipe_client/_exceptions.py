@@ -205,7 +205,10 @@ class HTTPStatusError(GraphPipeError):
 
     The GraphPipe reference server reports model errors as HTTP 400 with the
     error text as a ``text/plain`` body; that text is in :attr:`body` and in
-    the message.
+    the message. The message is always one line: a plain-text body is
+    collapsed onto it (up to 1,000 characters), and an HTML error page (from
+    a proxy or web server in front of the model) is reduced to its title,
+    marked ``(an HTML page)``; :attr:`body` keeps the whole text.
 
     Attributes:
         status_code: the HTTP status.
@@ -338,3 +341,11 @@ class BatchError(GraphPipeError):
             "index": self.index,
             "error": self.error,
         }
+
+
+# The classes are used as ``graphpipe_client.HTTPStatusError``: tracebacks,
+# reprs and pickles name them so, not by this private module. (Pickles stay
+# loadable by either name; subclasses defined elsewhere keep their own module.)
+for _name in __all__:  # every one is exported by graphpipe_client (tests/test_exception_names.py)
+    globals()[_name].__module__ = "graphpipe_client"
+del _name

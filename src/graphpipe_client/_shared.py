@@ -13,11 +13,12 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
+from ._client_base import ClientBase
 from ._messages import IOMetadata
 
 __all__ = ["SharedClient", "io_names", "io_shapes", "io_types"]
 
-T = TypeVar("T")
+T = TypeVar("T", bound=ClientBase[Any])
 
 
 class SharedClient(Generic[T]):
@@ -25,7 +26,8 @@ class SharedClient(Generic[T]):
 
     After ``fork`` the child must not touch the parent's sockets: its copy is
     dropped unclosed (closing it would shut the parent's connections down too)
-    and a new client is made on first use.
+    and a new client is made on first use. The client lives as long as the
+    process, so it gives no ``ResourceWarning`` when it is dropped unclosed.
     """
 
     def __init__(self, factory: Callable[[], T]) -> None:
@@ -40,7 +42,9 @@ class SharedClient(Generic[T]):
         if client is None:
             with self._lock:
                 if self._client is None:
-                    self._client = self._factory()
+                    new = self._factory()
+                    new._mark_shared()
+                    self._client = new
                 client = self._client
         return client
 

@@ -73,7 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
                 flush=True,
             )
-            while not stop.wait(3600):
+            # Until Ctrl-C, or until the server stops by itself (/control/shutdown).
+            while server.running and not stop.wait(0.5):
                 pass
         finally:
             ctx.__exit__(None, None, None)

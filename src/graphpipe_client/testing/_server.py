@@ -15,23 +15,23 @@ from __future__ import annotations
 import contextlib
 import http.server
 import io
-import json
 import logging
 import selectors
 import socket
 import socketserver
 import ssl
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Protocol, Self
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import numpy.typing as npt
 
-from .._decode import decode_request
+from .._decode import REQ_INFER, REQ_METADATA, decode_request
 from .._dtypes import DataType, type_of_dtype
 from .._encode import encode_infer_response, encode_metadata_response
 from .._exceptions import DecodeError, EncodeError
@@ -62,6 +62,18 @@ _LINGER_BYTES: Final = 64 << 20
 _IOV_BATCH: Final = 512
 #: On TLS, buffers smaller than this are joined before sending.
 _COALESCE_BYTES: Final = 16 << 10
+#: A body that a GET or a control call does not use is read and dropped up to
+#: this size (Go's server does the same, up to 256 KiB); a larger one closes
+#: the connection.
+_DISCARD_BYTES: Final = 256 << 10
+#: The paths of graphpipe-go's lifecycle handlers (exact matches, any method).
+_CONTROL: Final = frozenset(
+    ("/control/is_ready", "/control/is_alive", "/control/client_count", "/control/shutdown")
+)
+#: The answer (503) to new work once ``/control/shutdown`` has begun.
+_DRAINING_TEXT: Final = "shutting down"
+#: TCP keep-alive probes on accepted connections, as Go's listener sets them.
+_TCP_KEEPALIVE_SECONDS: Final = 180
 
 Segment = bytes | bytearray | memoryview
 
@@ -174,6 +186,51 @@ class _GatherWriter(io.BufferedIOBase):
 
 
 # --------------------------------------------------------------------------
+# The union tag, read as leniently as Go reads it
+
+
+def _request_kind(buf: memoryview) -> int | None:
+    """The ``Request.req_type`` byte, following only the offsets that lead to it.
+
+    Go's server reads nothing else of a request before deciding that it is
+    not an ``InferRequest`` (and answering it with the metadata). ``None``
+    when even these offsets lead out of the buffer.
+
+    Example:
+        >>> from graphpipe_client import codec
+        >>> _request_kind(memoryview(codec.encode_metadata_request().tobytes()))
+        2
+        >>> _request_kind(memoryview(b"\\xff" * 8)) is None
+        True
+    """
+    mv = buf.cast("B") if buf.format != "B" or buf.ndim != 1 else buf
+    n = mv.nbytes
+
+    def fits(pos: int, size: int) -> bool:
+        return pos >= 0 and pos + size <= n
+
+    if not fits(0, 4):
+        return None
+    (root,) = struct.unpack_from("<I", mv, 0)
+    if not fits(root, 4):
+        return None
+    vtable = root - struct.unpack_from("<i", mv, root)[0]
+    if not fits(vtable, 4):
+        return None
+    (vt_size,) = struct.unpack_from("<H", mv, vtable)
+    if vt_size < 6:
+        return 0  # no req_type slot: the field is absent, NONE
+    if not fits(vtable + 4, 2):
+        return None
+    (field,) = struct.unpack_from("<H", mv, vtable + 4)
+    if field == 0:
+        return 0
+    if not fits(root + field, 1):
+        return None
+    return int(mv[root + field])
+
+
+# --------------------------------------------------------------------------
 # Metadata as JSON, the Go way
 
 
@@ -213,6 +270,60 @@ def metadata_json(metadata: ModelMetadata) -> dict[str, Any]:
         "Inputs": [_io_json(i) for i in metadata.inputs],
         "Outputs": [_io_json(o) for o in metadata.outputs],
     }
+
+
+# How Go's encoding/json writes a string: HTML-safe, U+2028/U+2029 escaped,
+# other non-ASCII as UTF-8. (No lone surrogates: the metadata's strings must
+# encode as UTF-8 for the FlatBuffers answer, so the server refuses them.)
+_GO_STRING_ESCAPES: Final[dict[int, str]] = {
+    **{c: f"\\u{c:04x}" for c in range(0x20)},
+    ord("\n"): "\\n",
+    ord("\r"): "\\r",
+    ord("\t"): "\\t",
+    ord('"'): '\\"',
+    ord("\\"): "\\\\",
+    ord("<"): "\\u003c",
+    ord(">"): "\\u003e",
+    ord("&"): "\\u0026",
+    0x2028: "\\u2028",
+    0x2029: "\\u2029",
+}
+
+
+def _go_json(value: Any, indent: str = "") -> str:
+    """``value`` as Go's ``json.MarshalIndent(value, "", "    ")`` writes it.
+
+    Example:
+        >>> print(_go_json({"Name": "a<b", "Shape": [-1, 2], "Inputs": [], "X": None}))
+        {
+            "Name": "a\\u003cb",
+            "Shape": [
+                -1,
+                2
+            ],
+            "Inputs": [],
+            "X": null
+        }
+    """
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return '"' + value.translate(_GO_STRING_ESCAPES) + '"'
+    inner = indent + "    "
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        items = (f"{inner}{_go_json(str(k))}: {_go_json(v, inner)}" for k, v in value.items())
+        return "{\n" + ",\n".join(items) + "\n" + indent + "}"
+    if isinstance(value, list | tuple):
+        if not value:
+            return "[]"
+        return "[\n" + ",\n".join(inner + _go_json(v, inner) for v in value) + "\n" + indent + "]"
+    raise TypeError(f"cannot write {type(value).__name__} as Go JSON")
 
 
 # --------------------------------------------------------------------------
@@ -256,12 +367,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         fault: Faults | None = None,
         *,
         close: bool = False,
+        nosniff: bool = False,
     ) -> None:
         total = _nbytes(segments)
+        if self.app._draining:
+            close = True  # shutting down: no connection outlives its answer
         self.send_response(status)
         self.send_header("Content-Type", content_type)
+        if nosniff:
+            self.send_header("X-Content-Type-Options", "nosniff")
         if close:
             self.send_header("Connection", "close")
+            self.close_connection = True
         if fault is not None and fault.retry_after is not None:
             self.send_header("Retry-After", str(fault.retry_after))
         chunked = fault is not None and fault.chunked
@@ -301,15 +418,49 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(segment)
         self.wfile.flush()
 
-    def _send_text(self, status: int, text: str, fault: Faults | None = None) -> None:
-        body = text.encode("utf-8", "backslashreplace")
-        self._send(status, [body], _TEXT, fault)
+    def _send_error(
+        self, status: int, text: str, fault: Faults | None = None, *, close: bool = False
+    ) -> None:
+        """An error answer as Go's ``http.Error`` writes it: the text, ``\\n``, nosniff."""
+        body = (text + "\n").encode("utf-8", "backslashreplace")
+        self._send(status, [body], _TEXT, fault, close=close, nosniff=True)
+
+    def _send_ok(self, text: str) -> None:
+        """A 200 text answer as Go's ``fmt.Fprintf(w, ...)`` gives it (the type sniffed)."""
+        self._send(200, [text.encode("utf-8")], _TEXT)
 
     def _refuse(self, status: int, text: str) -> None:
         """Answer without reading the body, then close the connection."""
-        self.close_connection = True
         self.conn.linger = True
-        self._send(status, [text.encode("utf-8")], _TEXT, close=True)
+        self._send_error(status, text, close=True)
+
+    def _discard_body(self) -> None:
+        """Read and drop the body of a request that does not use it (a GET, a control call).
+
+        As Go's server does, so that the connection stays usable; a body it
+        cannot frame (chunked) or a large one closes the connection instead.
+        """
+        if self.headers.get("Transfer-Encoding") is not None:
+            self.close_connection = True  # do not parse the body as the next request
+            return
+        values = self.headers.get_all("Content-Length") or []
+        if not values:
+            return
+        text = values[0].strip()
+        if len(set(values)) > 1 or not (text.isascii() and text.isdigit()):
+            self.close_connection = True
+            return
+        left = int(text)
+        if left > _DISCARD_BYTES:
+            self.close_connection = True
+            self.conn.linger = True  # so that the client reads our answer, not a reset
+            return
+        while left > 0:
+            chunk = self.rfile.read(min(left, 64 << 10))
+            if not chunk:
+                self.close_connection = True
+                return
+            left -= len(chunk)
 
     # -- reading ------------------------------------------------------------
 
@@ -340,9 +491,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def handle_expect_100(self) -> bool:
         # Refuse a body we would refuse anyway before the client sends it.
-        if self.command == "POST" and self._content_length() is None:
-            self.app._count_request()
-            return False
+        if self.command == "POST" and self._route() not in _CONTROL:
+            if self.app._draining:
+                self.app._count_request()
+                self._refuse(503, _DRAINING_TEXT)
+                return False
+            if self._content_length() is None:
+                self.app._count_request()
+                return False
         ok = super().handle_expect_100()
         self.wfile.flush()  # the client waits for "100 Continue" before sending the body
         return ok
@@ -365,9 +521,28 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     # -- methods ------------------------------------------------------------
 
+    def _route(self) -> str:
+        """The request's path, percent-decoded, as Go's ``ServeMux`` matches it."""
+        return unquote(urlsplit(self.path).path)
+
     def do_POST(self) -> None:
         app = self.app
         app._count_request()
+        if self._route() in _CONTROL:  # on the Go server, any method reaches them
+            self._discard_body()
+            self._control()
+            return
+        token = app._admit()
+        if token is None:
+            self._refuse(503, _DRAINING_TEXT)
+            return
+        try:
+            self._infer_or_metadata()
+        finally:
+            app._release(token)
+
+    def _infer_or_metadata(self) -> None:
+        app = self.app
         body = self._read_body()
         if body is None:
             return
@@ -395,7 +570,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         try:
             req = decode_request(body)
         except DecodeError as exc:
-            self._send_text(400, str(exc), fault)
+            kind = _request_kind(body)
+            if kind is not None and kind != REQ_INFER:
+                # Go reads nothing but the union tag of a request that is not
+                # an InferRequest, and answers it with the metadata.
+                app.last_request = MetadataRequest() if kind == REQ_METADATA else None
+                self._send(200, [app._metadata_message], _OCTETS, fault)
+                return
+            self._send_error(400, str(exc), fault)
             return
         app.last_request = req
         if not isinstance(req, InferRequest):  # MetadataRequest, or an empty union
@@ -404,13 +586,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         try:
             outputs = app._adapter(req)
         except ResultError as exc:
-            self._send_text(500, str(exc), fault)
+            self._send_error(500, str(exc), fault)
             return
         except Exception as exc:
             text = str(exc) or type(exc).__name__
             logger.info("the model failed: %s", text, exc_info=not isinstance(exc, RequestError))
             if not app.errors_as_response:
-                self._send_text(400, text, fault)
+                self._send_error(400, text, fault)
                 return
             code = getattr(exc, "code", None)
             if not isinstance(code, int) or isinstance(code, bool):
@@ -424,32 +606,52 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         try:
             msg = encode_infer_response(outputs)
         except EncodeError as exc:
-            self._send_text(500, f"cannot encode the model's outputs: {exc}", fault)
+            self._send_error(500, f"cannot encode the model's outputs: {exc}", fault)
             return
         self._send(200, msg.segments, _OCTETS, fault)
 
     def do_GET(self) -> None:
         app = self.app
         app._count_request()
-        if self.headers.get("Transfer-Encoding") or self.headers.get("Content-Length", "0") != "0":
-            self.close_connection = True  # a GET with a body: do not parse it as a request
-        path = urlsplit(self.path).path
-        if path == "/":
+        self._discard_body()
+        if self._route() in _CONTROL:
+            self._control()
+            return
+        # Any other path: the metadata as JSON, as the Go server's GET handler.
+        token = app._admit()
+        if token is None:
+            self._send_error(503, _DRAINING_TEXT, close=True)
+            return
+        try:
             self._send(200, [app._metadata_json], _JSON)
-        elif path == "/control/is_ready":
-            if app._shutting_down:
-                self._send_text(503, "shutting down")
-            elif not app.ready:
-                self._send_text(503, "not ready")
+        finally:
+            app._release(token)
+
+    def _control(self) -> None:
+        """``/control/...``: what graphpipe-go's lifecycle handlers answer."""
+        app = self.app
+        path = self._route()
+        if path == "/control/is_ready":
+            if app._shutting_down or app._draining or not app.ready:
+                self._send_error(503, "not ready")
             else:
-                self._send_text(200, "ok")
+                self._send_ok("ok\n")
         elif path == "/control/is_alive":
             if app._shutting_down:
-                self._send_text(503, "shutting down")
+                self._send_error(503, "not alive")
             else:
-                self._send_text(200, "ok")
-        else:
-            self._send_text(404, f"not found: {path}; POST GraphPipe requests to any path")
+                self._send_ok("ok\n")
+        elif path == "/control/client_count":
+            self._send_ok(f"{app.open_connections}\n")
+        else:  # /control/shutdown
+            token = app._drain()
+            if token is None:  # stop() came first: the connection is closing
+                self.close_connection = True
+                return
+            try:
+                self._send_ok("shutdown\n")
+            finally:
+                app._drained_answer_sent(token)
 
 
 # --------------------------------------------------------------------------
@@ -517,7 +719,7 @@ class GraphPipeServer:
         ssl_context: the server-side TLS context, or ``None``.
         log: print one line per request to stderr (``http.server`` style).
         ready: what ``GET /control/is_ready`` says (set ``False`` to simulate a
-            server that is warming up).
+            server that is warming up: 503 ``not ready``).
         last_request: the most recent GraphPipe request decoded, as an
             :class:`~graphpipe_client.codec.InferRequest` or
             :class:`~graphpipe_client.codec.MetadataRequest` (``None`` before
@@ -562,7 +764,7 @@ class GraphPipeServer:
         meta = self._adapter.metadata
         # Both are fixed for the server's life: encode them once (and fail early).
         self._metadata_message: bytes = encode_metadata_response(meta).tobytes()
-        self._metadata_json: bytes = json.dumps(metadata_json(meta)).encode("utf-8")
+        self._metadata_json: bytes = _go_json(metadata_json(meta)).encode("utf-8")
         self._host = host
         self._port = port
         self.errors_as_response = errors_as_response
@@ -585,7 +787,15 @@ class GraphPipeServer:
         self._wake: tuple[socket.socket, socket.socket] | None = None
         self._stopped = threading.Event()
         self._stopped.set()
-        self._shutting_down = False
+        self._shutting_down = False  # stop() has begun
+        # /control/shutdown: new work is refused while the requests in flight
+        # finish; then the server stops itself. Per start(): the token of a
+        # request or a drain is the _stopped event of the run it belongs to.
+        self._draining = False
+        self._in_flight = 0
+        self._drain_waiters = 0
+        self._drain_done = threading.Condition(self._lock)
+        self._self_stopper: threading.Thread | None = None
 
     # -- properties ---------------------------------------------------------
 
@@ -718,6 +928,10 @@ class GraphPipeServer:
             self._wake = wake
             self._stopped = threading.Event()
             self._shutting_down = False
+            with self._lock:
+                self._draining = False
+                self._in_flight = 0
+                self._drain_waiters = 0
             self._httpd = httpd
             self._accept_thread = threading.Thread(
                 target=self._accept_loop,
@@ -733,7 +947,9 @@ class GraphPipeServer:
 
         Requests in progress are cut off (their responses fail to send). Waits
         up to ``timeout`` seconds for the connection threads (a model that
-        never returns cannot be interrupted). Calling it again does nothing.
+        never returns cannot be interrupted). Calling it again does nothing;
+        so does calling it after ``/control/shutdown`` stopped the server
+        (it only waits for that to finish).
 
         Example:
             >>> from graphpipe_client.testing import GraphPipeServer
@@ -742,19 +958,27 @@ class GraphPipeServer:
             >>> server.stop()  # again: nothing to do
         """
         with self._state_lock:
-            httpd, wake, accept = self._httpd, self._wake, self._accept_thread
-            if httpd is None or wake is None or accept is None:
-                return
-            self._shutting_down = True
-            self._stopped.set()  # wakes fault sleeps
-            wake[1].send(b"\0")
-            accept.join()
-            httpd.server_close()
-            for s in wake:
-                s.close()
-            self._httpd = self._wake = self._accept_thread = None
-            self.close_connections(timeout=0)
-            self._join_threads(timeout)
+            self._stop_locked(timeout)
+            stopper, self._self_stopper = self._self_stopper, None
+        if stopper is not None and stopper is not threading.current_thread():
+            stopper.join(timeout)  # the connection that answered /control/shutdown
+
+    def _stop_locked(self, timeout: float) -> None:
+        httpd, wake, accept = self._httpd, self._wake, self._accept_thread
+        if httpd is None or wake is None or accept is None:
+            return
+        self._shutting_down = True
+        self._stopped.set()  # wakes fault sleeps and drains
+        with self._lock:
+            self._drain_done.notify_all()
+        wake[1].send(b"\0")
+        accept.join()
+        httpd.server_close()
+        for s in wake:
+            s.close()
+        self._httpd = self._wake = self._accept_thread = None
+        self.close_connections(timeout=0)
+        self._join_threads(timeout)
 
     def restart(self) -> None:
         """Stop and start again on the same port: every connection is closed.
@@ -841,6 +1065,55 @@ class GraphPipeServer:
         with self._lock:
             self._requests_served += 1
 
+    def _admit(self) -> threading.Event | None:
+        """Count a new request in flight; ``None`` (refuse it) once draining."""
+        with self._lock:
+            if self._draining:
+                return None
+            self._in_flight += 1
+            return self._stopped
+
+    def _release(self, token: threading.Event) -> None:
+        with self._lock:
+            if token is self._stopped:  # not a request of an earlier run
+                self._in_flight -= 1
+                if not self._in_flight:
+                    self._drain_done.notify_all()
+
+    def _drain(self) -> threading.Event | None:
+        """``/control/shutdown``: refuse new work, wait for the requests in flight.
+
+        Returns the run's token once they are done, or ``None`` if
+        :meth:`stop` came first.
+        """
+        with self._lock:
+            token = self._stopped
+            self._draining = True
+            self._drain_waiters += 1
+            while self._in_flight and not token.is_set():
+                self._drain_done.wait()
+            if token.is_set():
+                self._drain_waiters -= 1
+                return None
+            return token
+
+    def _drained_answer_sent(self, token: threading.Event) -> None:
+        """After the last ``/control/shutdown`` caller has its answer: stop the server."""
+        with self._lock:
+            self._drain_waiters -= 1
+            if self._drain_waiters or token is not self._stopped:
+                return
+        # stop() may be running in another thread: it sets the token first.
+        while not token.is_set():
+            if self._state_lock.acquire(timeout=0.05):
+                try:
+                    if token is self._stopped and not token.is_set():
+                        self._self_stopper = threading.current_thread()
+                        self._stop_locked(5.0)
+                finally:
+                    self._state_lock.release()
+                return
+
     def _sleep(self, seconds: float) -> bool:
         """Sleep, unless the server stops meanwhile; return whether it still runs."""
         return not self._stopped.wait(seconds)
@@ -869,6 +1142,9 @@ class GraphPipeServer:
         )
         conn.thread = thread
         with self._lock:
+            # A thread stays listed until it has ended, so that stop() joins
+            # it even when its connection is already closed: drop the ended.
+            self._threads = {t for t in self._threads if t.is_alive()}
             self._threads.add(thread)
         try:
             thread.start()
@@ -886,6 +1162,13 @@ class GraphPipeServer:
             raw.settimeout(self.client_timeout)  # a silent client is dropped (None: never)
             with contextlib.suppress(OSError):
                 raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with contextlib.suppress(OSError):
+                # As Go's listener: keep-alive probes every 3 minutes.
+                raw.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+                for name in ("TCP_KEEPIDLE", "TCP_KEEPINTVL"):
+                    if hasattr(socket, name):
+                        opt = getattr(socket, name)
+                        raw.setsockopt(socket.IPPROTO_TCP, opt, _TCP_KEEPALIVE_SECONDS)
             if self.ssl_context is not None:
                 raw.settimeout(_HANDSHAKE_TIMEOUT)
                 with self._lock:
@@ -909,7 +1192,6 @@ class GraphPipeServer:
         finally:
             with self._lock:
                 self._connections.discard(conn)
-                self._threads.discard(threading.current_thread())
             self._close(conn)
 
     def _close(self, conn: _Connection) -> None:
@@ -998,9 +1280,15 @@ def serve(
     with the decoder's precise message; outputs that cannot be encoded (a
     ``bool`` array, ``None``) get 500. A body over ``max_request_bytes`` gets
     413 and a POST without ``Content-Length`` (chunked) 411, without reading
-    the body, and the connection is closed. ``GET /`` answers the metadata
-    as JSON (Go's shape), ``GET /control/is_ready`` and
-    ``/control/is_alive`` answer ``ok`` (503 once shutting down).
+    the body, and the connection is closed. Error texts end with ``\\n`` and
+    come with ``X-Content-Type-Options: nosniff``, as Go's ``http.Error``
+    writes them. A ``GET`` on any path answers the metadata as JSON (Go's
+    shape and layout), except the control paths, which answer any method
+    as graphpipe-go does: ``/control/is_ready`` and ``/control/is_alive``
+    ``ok\\n`` (503 ``not ready\\n`` / ``not alive\\n`` once shutting
+    down), ``/control/client_count`` the number of open connections, and
+    ``/control/shutdown`` drains the server and stops it (see
+    ``docs/testing.md``).
 
     Args:
         model: any callable; see above.
