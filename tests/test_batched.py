@@ -708,3 +708,20 @@ def test_ctrl_c_stops_an_asyncio_run_promptly() -> None:
     assert proc.returncode in (-signal.SIGINT, 130), err  # died of SIGINT, as Python does
     assert b"KeyboardInterrupt" in err
     assert took < 2.0, took  # not the 3 s the requests on the wire would take
+
+
+def test_a_mapping_of_named_inputs() -> None:
+    def model(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return a - b
+
+    a, b = np.arange(7.0), np.ones(7)
+    with serve(model) as server, gp.Client(server.url) as client:
+        y = client.execute_batched({"input1": b, "input0": a}, 3)  # by name, in any order
+        np.testing.assert_array_equal(y, a - b)
+        np.testing.assert_array_equal(
+            run(async_batched(server.url, {"input0": a, "input1": b}, 3)), a - b
+        )
+        with pytest.raises(gp.EncodeError, match=r"input 1 \('input1'\) has 6 rows"):
+            client.execute_batched({"input0": a, "input1": b[:6]}, 3)
+        with pytest.raises(gp.InvalidOption, match="not both"):
+            client.execute_batched({"input0": a}, 3, input_names=["input0"])

@@ -37,7 +37,7 @@ from ._exceptions import (
 )
 from ._messages import IOMetadata, ModelMetadata
 from ._version import __version__
-from .remote import execute, execute_multi, metadata
+from .remote import execute, execute_multi, execute_named, metadata
 
 __all__ = [
     "UNSET",
@@ -72,6 +72,7 @@ __all__ = [
     "codec",
     "execute",
     "execute_multi",
+    "execute_named",
     "metadata",
     "remote",
 ]

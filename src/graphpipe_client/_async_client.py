@@ -12,7 +12,7 @@ import numpy as np
 
 from ._batched import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, OnError, check_run_options
 from ._batched_run import run_tasks, stream_tasks
-from ._client_base import ClientBase
+from ._client_base import ClientBase, outputs_by_name
 from ._config import UNSET, Timeout, TimeoutTypes, Unset
 from ._core import (
     PreparedRequest,
@@ -89,6 +89,20 @@ class AsyncClient(ClientBase[AsyncTransport]):
         """Run the model on several inputs; see :meth:`Client.execute_multi <graphpipe_client.Client.execute_multi>`."""
         req = self._prepare_execute_multi(inputs, input_names, output_names, config, url, timeout)
         return interpret_infer(req, await self._send(req))
+
+    async def execute_named(
+        self,
+        inputs: Any,
+        output_names: Sequence[str] | None = None,
+        *,
+        config: str | bytes | None = None,
+        url: str | None = None,
+        timeout: TimeoutTypes | Unset = UNSET,
+    ) -> dict[str, np.ndarray]:
+        """Run the model; every output under its name. See :meth:`Client.execute_named <graphpipe_client.Client.execute_named>`."""
+        req = self._prepare_named(inputs, output_names, config, url, timeout)
+        meta = None if output_names is not None else await self.metadata(url=url, timeout=timeout)
+        return outputs_by_name(output_names, meta, interpret_infer(req, await self._send(req)))
 
     async def metadata(
         self,

@@ -11,7 +11,7 @@ import numpy as np
 
 from ._batched import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, OnError, check_run_options
 from ._batched_run import run_threads, stream_threads
-from ._client_base import ClientBase
+from ._client_base import ClientBase, outputs_by_name
 from ._config import UNSET, Timeout, TimeoutTypes, Unset
 from ._core import (
     PreparedRequest,
@@ -131,6 +131,36 @@ class Client(ClientBase[SyncTransport]):
         req = self._prepare_execute_multi(inputs, input_names, output_names, config, url, timeout)
         return interpret_infer(req, self._send(req))
 
+    def execute_named(
+        self,
+        inputs: Any,
+        output_names: Sequence[str] | None = None,
+        *,
+        config: str | bytes | None = None,
+        url: str | None = None,
+        timeout: TimeoutTypes | Unset = UNSET,
+    ) -> dict[str, np.ndarray]:
+        """Run the model; return every output under its name: ``{name: array}``.
+
+        ``inputs`` is a mapping ``{input name: array}``, a list of arrays (in
+        the model's input order) or one array. The result's keys are
+        ``output_names`` when given (those outputs, in that order), else the
+        model's output names from its metadata (cached per client: one
+        metadata call for the first use). Unlike :meth:`execute`, the result
+        has the same form whatever the number of outputs.
+
+        Example:
+            >>> import numpy as np
+            >>> from graphpipe_client import Client
+            >>> from graphpipe_client.testing import serve
+            >>> with serve(lambda a, b: a + b) as server, Client(server.url) as client:
+            ...     client.execute_named({"input0": np.ones(2), "input1": np.ones(2)})
+            {'output0': array([2., 2.])}
+        """
+        req = self._prepare_named(inputs, output_names, config, url, timeout)
+        meta = None if output_names is not None else self.metadata(url=url, timeout=timeout)
+        return outputs_by_name(output_names, meta, interpret_infer(req, self._send(req)))
+
     def metadata(
         self,
         *,
@@ -173,8 +203,9 @@ class Client(ClientBase[SyncTransport]):
 
         Args:
             inputs: one input (an array, or anything numpy accepts that is not
-                a list or tuple), or a list/tuple of inputs with the same
-                number of rows.
+                a list, tuple or mapping), a list/tuple of inputs, or a mapping
+                ``{name: array}`` (as :meth:`execute` takes it); every input
+                with the same number of rows.
             batch_size: rows per request.
             concurrency: requests in flight at once.
             input_names: as for :meth:`execute_multi`.
@@ -190,8 +221,8 @@ class Client(ClientBase[SyncTransport]):
                 to stop.
 
         Returns:
-            Like :meth:`execute` for one input (the array, or the list of
-            arrays when the model has several outputs), like
+            Like :meth:`execute` for one input or a mapping (the array, or the
+            list of arrays when the model has several outputs), like
             :meth:`execute_multi` for a list/tuple of inputs (a list). With 0
             rows, one request of 0 rows is sent and its outputs are returned.
 

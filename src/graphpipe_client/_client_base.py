@@ -31,11 +31,49 @@ from ._core import (
     prepare_infer,
     prepare_metadata,
 )
-from ._exceptions import GraphPipeError, HTTPStatusError
+from ._exceptions import DecodeError, GraphPipeError, HTTPStatusError, InvalidOption
 from ._messages import ModelMetadata
 from ._progress import ProgressArg, Reporter, check_progress, make_reporter
 
-__all__ = ["ClientBase"]
+__all__ = ["ClientBase", "outputs_by_name"]
+
+
+def _named_inputs(inputs: Mapping[Any, Any]) -> tuple[list[str | None], list[Any]]:
+    """The names and the arrays of a ``{name: array}`` mapping of inputs, in its order."""
+    names: list[str | None] = []
+    for name in inputs:
+        if not isinstance(name, str) or not name:
+            raise InvalidOption(
+                f"the inputs mapping must have non-empty str keys (input names), found {name!r}"
+            )
+        names.append(name)
+    return names, list(inputs.values())
+
+
+def outputs_by_name(
+    requested: Sequence[str] | None, meta: ModelMetadata | None, outputs: list[np.ndarray]
+) -> dict[str, np.ndarray]:
+    """``execute_named``'s result: each output under its name.
+
+    The names are the ``output_names`` asked for or, when none were, the
+    model's output names from its metadata (the default outputs, in order).
+    """
+    if requested is not None:
+        names = list(requested)
+    else:
+        names = list(meta.output_names) if meta is not None else []
+        if len(names) != len(outputs) or len(set(names)) != len(names):
+            raise DecodeError(
+                f"the model returned {len(outputs)} output(s), and its metadata names "
+                f"{len(names)} output(s) {names[:8]!r}: cannot tell which is which; pass "
+                "output_names=[...] to choose the outputs and their order"
+            )
+    if len(names) != len(outputs):
+        raise DecodeError(
+            f"asked for {len(names)} output(s) by name but the server returned {len(outputs)}"
+        )
+    return dict(zip(names, outputs, strict=True))
+
 
 TransportT = TypeVar("TransportT")
 
@@ -149,6 +187,22 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         timeout: TimeoutTypes | Unset,
     ) -> PreparedRequest:
         self._check_open()
+        if isinstance(inp, Mapping):
+            if input_name is not None:
+                raise InvalidOption(
+                    "give the inputs either as a mapping {name: array} or with input_name=, "
+                    "not both"
+                )
+            names, arrays = _named_inputs(inp)
+            return prepare_infer(
+                self._config,
+                self._resolve(url),
+                arrays,
+                names,
+                None if output_name is None else [output_name],
+                config,
+                self._config.with_timeout(timeout),
+            )
         return prepare_infer(
             self._config,
             self._resolve(url),
@@ -179,6 +233,32 @@ class ClientBase(abc.ABC, Generic[TransportT]):
             inputs,
             input_names,
             output_names,
+            config,
+            self._config.with_timeout(timeout),
+        )
+
+    def _prepare_named(
+        self,
+        inputs: Any,
+        output_names: Sequence[str] | None,
+        config: str | bytes | None,
+        url: str | None,
+        timeout: TimeoutTypes | Unset,
+    ) -> PreparedRequest:
+        self._check_open()
+        if isinstance(inputs, Mapping):
+            names: list[str | None] | None
+            names, arrays = _named_inputs(inputs)
+        elif isinstance(inputs, (list, tuple)):
+            names, arrays = None, list(inputs)
+        else:
+            names, arrays = None, [inputs]
+        return prepare_infer(
+            self._config,
+            self._resolve(url),
+            arrays,
+            names,
+            None if output_names is None else list(output_names),
             config,
             self._config.with_timeout(timeout),
         )
@@ -221,9 +301,20 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         the function that makes one batch's request."""
         self._check_open()
         check_run_options(batch_size, concurrency)
-        plan = RowPlan(inputs, batch_size, input_names)
-        plan.check_encodable(input_names, output_names, config)
-        return plan, self._batch_request(input_names, output_names, config, url, timeout)
+        names = input_names
+        if isinstance(inputs, Mapping):  # {name: array}, as execute() takes it
+            if input_names is not None:
+                raise InvalidOption(
+                    "give the inputs either as a mapping {name: array} or with input_names=, "
+                    "not both"
+                )
+            names, arrays = _named_inputs(inputs)
+            plan = RowPlan(arrays, batch_size, names)
+            plan.single = True  # shaped as execute()'s result for the same mapping
+        else:
+            plan = RowPlan(inputs, batch_size, names)
+        plan.check_encodable(names, output_names, config)
+        return plan, self._batch_request(names, output_names, config, url, timeout)
 
     def _batch_request(
         self,

@@ -25,6 +25,7 @@ proxy provider), nothing is done: one check per call, no span object.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import replace
 from types import ModuleType
 from typing import Any
@@ -39,8 +40,9 @@ _otel: tuple[ModuleType, ModuleType] | bool | None = False  # False: not looked 
 def _modules() -> tuple[ModuleType, ModuleType] | None:
     global _otel
     if _otel is False:
-        try:
-            from opentelemetry import propagate, trace
+        try:  # the optional extra; looked up by name so that type checks need not have it
+            trace = importlib.import_module("opentelemetry.trace")
+            propagate = importlib.import_module("opentelemetry.propagate")
         except ImportError:
             _otel = None
         else:

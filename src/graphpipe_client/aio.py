@@ -31,6 +31,7 @@ __all__ = [
     "execute",
     "execute_batched",
     "execute_multi",
+    "execute_named",
     "get_input_names",
     "get_input_shapes",
     "get_input_types",
@@ -109,6 +110,24 @@ async def execute_batched(
         on_error=on_error,
         url=uri,
         timeout=timeout,
+    )
+
+
+async def execute_named(
+    uri: str,
+    inputs: Any,
+    output_names: Sequence[str] | None = None,
+    *,
+    config: str | bytes | None = None,
+    timeout: TimeoutTypes | Unset = UNSET,
+) -> dict[str, np.ndarray]:
+    """Run the model at ``uri``; every output under its name (see ``Client.execute_named``).
+
+    Not in the 2018 module: ``inputs`` may be a mapping ``{name: array}``, and
+    the result is always a ``dict``, whatever the number of outputs.
+    """
+    return await shared_client().execute_named(
+        inputs, output_names, config=config, url=uri, timeout=timeout
     )
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "execute",
     "execute_batched",
     "execute_multi",
+    "execute_named",
     "get_input_names",
     "get_input_shapes",
     "get_input_types",
@@ -138,6 +139,24 @@ def execute_batched(
         on_error=on_error,
         url=uri,
         timeout=timeout,
+    )
+
+
+def execute_named(
+    uri: str,
+    inputs: Any,
+    output_names: Sequence[str] | None = None,
+    *,
+    config: str | bytes | None = None,
+    timeout: TimeoutTypes | Unset = UNSET,
+) -> dict[str, np.ndarray]:
+    """Run the model at ``uri``; every output under its name (see ``Client.execute_named``).
+
+    Not in the 2018 module: ``inputs`` may be a mapping ``{name: array}``, and
+    the result is always a ``dict``, whatever the number of outputs.
+    """
+    return shared_client().execute_named(
+        inputs, output_names, config=config, url=uri, timeout=timeout
     )
 
 
