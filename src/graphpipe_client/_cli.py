@@ -34,11 +34,13 @@ from typing import IO, Any, Final
 import numpy as np
 
 from ._async_client import AsyncClient
+from ._batched import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY
 from ._client import Client
 from ._config import Timeout
 from ._core import parse_endpoint
 from ._exceptions import GraphPipeError, TransportError
 from ._messages import IOMetadata, ModelMetadata
+from ._progress import Reporter, as_callback, terminal_reporter
 from ._summary import one_line
 from ._version import __version__
 
@@ -186,6 +188,7 @@ examples:
   graphpipe-client execute http://127.0.0.1:9000 --input x.npy
   graphpipe-client execute http://127.0.0.1:9000 -i x.npy --output-name label --out label.npy
   graphpipe-client execute http://127.0.0.1:9000 -i x.npy --config temperature=2 --out y.npz
+  graphpipe-client execute http://127.0.0.1:9000 -i big.npy --batch-size 256 --concurrency 4 --out y.npy
 
 Inputs are .npy files (numpy.save), read without ever unpickling: object
 arrays are refused. Without --out, each output is summarised: its name (the
@@ -193,6 +196,13 @@ requested --output-name, else the model's metadata), dtype, shape and a few
 values. --out FILE.npy writes the one output (an error if there are several);
 --out FILE.npz writes every output under its name (output0, output1, ... when
 unknown). String outputs are written as fixed-width bytes arrays.
+
+With --batch-size or --concurrency, the inputs are memory-mapped and sent
+--batch-size rows at a time (default 256), --concurrency requests at once
+(default 4), and the outputs are written in row order: a file larger than
+memory can be scored. A progress bar (tqdm, or a plain status line without
+it) is drawn on stderr when it is a terminal, or with --progress. A failed
+batch stops the run; the error names its rows.
 """
 
 _SERVE_EPILOG = """\
@@ -242,6 +252,25 @@ def _add_timeout(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="seconds to wait to connect and for each read (default: 5 to connect, 60 per read)",
     )
+
+
+def _add_progress(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="draw a progress bar on stderr (default: when stderr is a terminal)",
+    )
+
+
+def _progress_reporter(
+    args: argparse.Namespace, total: int | None, unit: str, desc: str | None = None
+) -> Reporter | None:
+    """A tqdm bar on stderr (a plain status line without tqdm), or ``None`` when not shown."""
+    show: bool | None = args.progress
+    if show is None:
+        show = sys.stderr.isatty()
+    return terminal_reporter(sys.stderr, total, unit, desc) if show else None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -324,6 +353,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="write the outputs to FILE.npy (one output) or FILE.npz (any number)",
     )
+    execute.add_argument(
+        "-b",
+        "--batch-size",
+        type=_positive_int,
+        metavar="N",
+        help="send the inputs N rows at a time (memory-mapped; default when batching: 256)",
+    )
+    execute.add_argument(
+        "-c",
+        "--concurrency",
+        type=_positive_int,
+        metavar="N",
+        help="batches in flight at once (implies batching; default when batching: 4)",
+    )
+    _add_progress(execute)
     _add_timeout(execute)
     execute.set_defaults(func=_cmd_execute)
 
@@ -404,12 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="use asyncio tasks and one AsyncClient (default: threads and one Client)",
     )
-    bench.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="draw a progress bar on stderr (default: when stderr is a terminal)",
-    )
+    _add_progress(bench)
     _add_timeout(bench)
     bench.set_defaults(func=_cmd_bench)
     return parser
@@ -480,8 +519,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
 # execute
 
 
-def load_npy(path: str) -> np.ndarray:
-    """Read the array of a ``.npy`` file, never unpickling anything.
+def load_npy(path: str, mmap: bool = False) -> np.ndarray:
+    """Read the array of a ``.npy`` file, never unpickling anything (``mmap``: memory-mapped, read-only).
 
     Raises:
         CommandError: the file cannot be read, or is not a ``.npy`` file of a
@@ -498,7 +537,11 @@ def load_npy(path: str) -> np.ndarray:
                     )
                 raise CommandError(f"{path} is not a NumPy .npy file (write one with numpy.save)")
             f.seek(0)
-            arr = np.load(f, allow_pickle=False)
+            arr = (
+                np.load(path, mmap_mode="r", allow_pickle=False)
+                if mmap
+                else np.load(f, allow_pickle=False)
+            )
     except OSError as exc:
         raise CommandError(f"cannot read {path}: {exc.strerror or exc}") from exc
     except ValueError as exc:
@@ -587,10 +630,16 @@ def _cmd_execute(args: argparse.Namespace) -> int:
             f"got {len(files)} --input but {len(input_names)} --input-name: "
             "give one name per input, in the same order (or none)"
         )
-    inputs = [load_npy(path) for path in files]
+    batched = args.batch_size is not None or args.concurrency is not None
+    inputs = [load_npy(path, mmap=batched) for path in files]
     output_names: list[str] | None = args.output_name
-    with Client(args.url, **_client_options(args)) as client:
-        outputs = client.execute_multi(inputs, input_names, output_names, args.config)
+    # One kept-alive connection per request in flight.
+    pool_size = max(10, args.concurrency or DEFAULT_CONCURRENCY)
+    with Client(args.url, pool_size=pool_size, **_client_options(args)) as client:
+        if batched:
+            outputs = _execute_batched(client, args, inputs, input_names, output_names)
+        else:
+            outputs = client.execute_multi(inputs, input_names, output_names, args.config)
         labels = _output_labels(client, output_names, outputs)
     if args.out is not None:
         write_outputs(args.out, labels, outputs)
@@ -606,6 +655,33 @@ def _cmd_execute(args: argparse.Namespace) -> int:
         values = np.array2string(arr, **_SUMMARY_OPTIONS)
         print("\n".join("  " + line for line in values.splitlines()))
     return EXIT_OK
+
+
+def _execute_batched(
+    client: Client,
+    args: argparse.Namespace,
+    inputs: list[np.ndarray],
+    input_names: list[str] | None,
+    output_names: list[str] | None,
+) -> list[np.ndarray]:
+    batch_size: int = args.batch_size or DEFAULT_BATCH_SIZE
+    concurrency: int = args.concurrency or DEFAULT_CONCURRENCY
+    rows = int(inputs[0].shape[0]) if inputs and inputs[0].ndim else None
+    reporter = _progress_reporter(args, rows, "rows")
+    try:
+        outputs = client.execute_batched(
+            inputs,
+            batch_size,
+            concurrency=concurrency,
+            input_names=input_names,
+            output_names=output_names,
+            config=args.config,
+            progress=None if reporter is None else as_callback(reporter),
+        )
+        return outputs if isinstance(outputs, list) else [outputs]  # a list of inputs: a list
+    finally:
+        if reporter is not None:
+            reporter.close()
 
 
 # --------------------------------------------------------------------------
@@ -703,40 +779,34 @@ class _BenchResult:
         return len(self.latencies) + len(self.errors)
 
 
-class _Progress:
-    """A text progress bar on a stream, redrawn in place with ``\\r``."""
+class _BenchProgress:
+    """The bench's display: the shared progress reporter, created at the first update
+    (after the warm-up), fed with absolute counts."""
 
-    width: Final = 30
-
-    def __init__(
-        self, stream: IO[str] | None, requests: int | None, duration: float | None
-    ) -> None:
-        self._stream = stream
-        self._requests = requests
-        self._duration = duration
-        self._length = 0
+    def __init__(self, args: argparse.Namespace | None, plan: _BenchPlan) -> None:
+        self._args = args
+        self._plan = plan
+        self._reporter: Reporter | None = None
+        self._done = 0
 
     def update(self, done: int, elapsed: float) -> None:
-        if self._stream is None:
+        if self._args is None:
             return
-        if self._requests is not None:
-            fraction = done / self._requests
-            text = f"{done}/{self._requests} requests, {elapsed:.1f} s"
-        else:
-            total = self._duration or 1.0
-            fraction = elapsed / total
-            text = f"{elapsed:.1f}/{total:g} s, {done} requests"
-        filled = round(max(0.0, min(1.0, fraction)) * self.width)
-        line = f"[{'#' * filled}{'.' * (self.width - filled)}] {text}"
-        self._stream.write("\r" + line.ljust(self._length))
-        self._stream.flush()
-        self._length = len(line)
+        if self._reporter is None:
+            plan = self._plan
+            desc = None if plan.duration is None else f"{plan.duration:g} s run"
+            self._reporter = _progress_reporter(self._args, plan.requests, "requests", desc)
+            if self._reporter is None:
+                self._args = None
+                return
+        if done > self._done:
+            self._reporter.update(done - self._done)
+            self._done = done
 
     def finish(self) -> None:
-        if self._stream is not None and self._length:
-            self._stream.write("\n")
-            self._stream.flush()
-            self._length = 0
+        if self._reporter is not None:
+            self._reporter.close()
+            self._reporter = None
 
 
 def _bench_plan(args: argparse.Namespace) -> _BenchPlan:
@@ -789,7 +859,11 @@ def _bench_plan(args: argparse.Namespace) -> _BenchPlan:
 
 
 def _bench_sync(
-    url: str, plan: _BenchPlan, options: dict[str, Any], progress: _Progress, result: _BenchResult
+    url: str,
+    plan: _BenchPlan,
+    options: dict[str, Any],
+    progress: _BenchProgress,
+    result: _BenchResult,
 ) -> None:
     lock = threading.Lock()
     stop = threading.Event()
@@ -812,6 +886,7 @@ def _bench_sync(
         start = time.perf_counter()
         result.started = True
         deadline = start + plan.duration if plan.duration is not None else None
+        progress.update(0, 0.0)  # the display starts with the timed requests
 
         def worker() -> None:
             nonlocal issued
@@ -864,7 +939,11 @@ def _bench_sync(
 
 
 async def _bench_async_main(
-    url: str, plan: _BenchPlan, options: dict[str, Any], progress: _Progress, result: _BenchResult
+    url: str,
+    plan: _BenchPlan,
+    options: dict[str, Any],
+    progress: _BenchProgress,
+    result: _BenchResult,
 ) -> None:
     issued = 0
     async with AsyncClient(url, pool_size=plan.concurrency, retries=0, **options) as client:
@@ -883,6 +962,7 @@ async def _bench_async_main(
         start = time.perf_counter()
         result.started = True
         deadline = start + plan.duration if plan.duration is not None else None
+        progress.update(0, 0.0)  # the display starts with the timed requests
 
         async def worker() -> None:
             nonlocal issued
@@ -946,10 +1026,7 @@ def _bench_report(url: str, plan: _BenchPlan, result: _BenchResult, mode: str) -
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     plan = _bench_plan(args)
-    show: bool | None = args.progress
-    if show is None:
-        show = sys.stderr.isatty()
-    progress = _Progress(sys.stderr if show else None, plan.requests, plan.duration)
+    progress = _BenchProgress(args, plan)
     options = _client_options(args)
     mode = "async" if args.use_async else "sync"
     result = _BenchResult()

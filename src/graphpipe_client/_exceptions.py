@@ -17,7 +17,8 @@ Every error the package raises derives from :class:`GraphPipeError`::
     │       └── DeadlineExceeded  the whole call outlasted ``Timeout(total=...)``
     ├── ResponseTooLargeError  the response exceeds ``max_response_bytes``
     ├── HTTPStatusError        the server answered with a non-200 status
-    └── RemoteError            the server answered 200 with ``errors`` entries
+    ├── RemoteError            the server answered 200 with ``errors`` entries
+    └── BatchError             one batch of ``execute_batched`` failed (rows, and the error)
 
 Every exception pickles (for ``multiprocessing``) and keeps the underlying
 cause chained as ``__cause__``.
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 __all__ = [
+    "BatchError",
     "ConnectError",
     "ConnectTimeout",
     "DeadlineExceeded",
@@ -282,6 +284,63 @@ def remote_error_message(errors: tuple[ErrorEntry, ...]) -> str:
     if len(errors) > MESSAGE_ENTRIES:
         lines.append(f"... and {len(errors) - MESSAGE_ENTRIES} more")
     return head + ": " + "; ".join(lines)
+
+
+class BatchError(GraphPipeError):
+    """One batch of an ``execute_batched`` run failed: which rows, and the error it got.
+
+    The original, typed error (an :class:`HTTPStatusError`, a
+    :class:`ReadTimeout`, ...) is :attr:`error` and also ``__cause__``.
+
+    Attributes:
+        start: the first row of the failed batch (counted over the whole run).
+        stop: one past its last row, so the rows are ``start:stop``.
+        index: the batch's position in the run (0 for the first batch).
+        error: what the batch raised.
+
+    Example:
+        >>> import pickle
+        >>> from graphpipe_client import BatchError, HTTPStatusError
+        >>> cause = HTTPStatusError("HTTP 400 from http://h/: bad row", status_code=400)
+        >>> exc = BatchError(start=256, stop=512, index=1, error=cause)
+        >>> str(exc)
+        'rows 256:512 (batch 1) failed: HTTP 400 from http://h/: bad row'
+        >>> again = pickle.loads(pickle.dumps(exc))
+        >>> (again.rows, again.error.status_code, again.__cause__ is again.error)
+        (range(256, 512), 400, True)
+    """
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        start: int,
+        stop: int,
+        index: int,
+        error: GraphPipeError,
+    ) -> None:
+        if message is None:
+            message = f"rows {start}:{stop} (batch {index}) failed: {error}"
+        super().__init__(message)
+        self.start = start
+        self.stop = stop
+        self.index = index
+        self.error = error
+        self.__cause__ = error
+
+    @property
+    def rows(self) -> range:
+        """The failed rows, ``range(start, stop)``."""
+        return range(self.start, self.stop)
+
+    def _init_kwargs(self) -> dict[str, Any]:
+        return {
+            "message": self.message,
+            "start": self.start,
+            "stop": self.stop,
+            "index": self.index,
+            "error": self.error,
+        }
 
 
 # The classes are used as ``graphpipe_client.HTTPStatusError``: tracebacks,
