@@ -27,7 +27,9 @@ cause chained as ``__cause__``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
+
+from ._display import exception_html, remote_error_message
 
 __all__ = [
     "BatchError",
@@ -80,8 +82,6 @@ class GraphPipeError(Exception):
         return {"message": self.message}
 
     def _repr_html_(self) -> str:
-        from ._display import exception_html
-
         return exception_html(self)
 
 
@@ -258,32 +258,6 @@ class RemoteError(GraphPipeError):
 
     def _init_kwargs(self) -> dict[str, Any]:
         return {"message": self.message, "errors": self.errors}
-
-
-#: At most this many entries, each cut to this many characters, are rendered in
-#: a :class:`RemoteError`'s message (``.errors`` keeps them all): a hostile
-#: response can point thousands of entries at one long message.
-MESSAGE_ENTRIES: Final = 100
-MESSAGE_ENTRY_CHARS: Final = 4096
-
-
-def remote_error_message(errors: tuple[ErrorEntry, ...]) -> str:
-    """Render the entries of a server's ``errors`` vector, one after the other (bounded)."""
-    if not errors:
-        return "the server reported an error without entries"
-    head = f"the server reported {len(errors)} error{'s' if len(errors) != 1 else ''}"
-    lines = []
-    for e in errors[:MESSAGE_ENTRIES]:
-        text = e.message
-        if len(text) > MESSAGE_ENTRY_CHARS:
-            text = (
-                text[:MESSAGE_ENTRY_CHARS]
-                + f"... ({len(e.message) - MESSAGE_ENTRY_CHARS} more characters)"
-            )
-        lines.append(f"[code {e.code}] {text}")
-    if len(errors) > MESSAGE_ENTRIES:
-        lines.append(f"... and {len(errors) - MESSAGE_ENTRIES} more")
-    return head + ": " + "; ".join(lines)
 
 
 class BatchError(GraphPipeError):

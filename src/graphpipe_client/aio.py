@@ -80,6 +80,24 @@ async def execute_multi(
     )
 
 
+async def execute_named(
+    uri: str,
+    inputs: Any,
+    output_names: Sequence[str] | None = None,
+    *,
+    config: str | bytes | None = None,
+    timeout: TimeoutTypes | Unset = UNSET,
+) -> dict[str, np.ndarray]:
+    """Run the model at ``uri``; every output under its name (see ``Client.execute_named``).
+
+    Not in the 2018 module: ``inputs`` may be a mapping ``{name: array}``, and
+    the result is always a ``dict``, whatever the number of outputs.
+    """
+    return await shared_client().execute_named(
+        inputs, output_names, config=config, url=uri, timeout=timeout
+    )
+
+
 async def execute_batched(
     uri: str,
     inputs: Any,
@@ -110,24 +128,6 @@ async def execute_batched(
         on_error=on_error,
         url=uri,
         timeout=timeout,
-    )
-
-
-async def execute_named(
-    uri: str,
-    inputs: Any,
-    output_names: Sequence[str] | None = None,
-    *,
-    config: str | bytes | None = None,
-    timeout: TimeoutTypes | Unset = UNSET,
-) -> dict[str, np.ndarray]:
-    """Run the model at ``uri``; every output under its name (see ``Client.execute_named``).
-
-    Not in the 2018 module: ``inputs`` may be a mapping ``{name: array}``, and
-    the result is always a ``dict``, whatever the number of outputs.
-    """
-    return await shared_client().execute_named(
-        inputs, output_names, config=config, url=uri, timeout=timeout
     )
 
 

@@ -101,6 +101,24 @@ def execute_multi(
     )
 
 
+def execute_named(
+    uri: str,
+    inputs: Any,
+    output_names: Sequence[str] | None = None,
+    *,
+    config: str | bytes | None = None,
+    timeout: TimeoutTypes | Unset = UNSET,
+) -> dict[str, np.ndarray]:
+    """Run the model at ``uri``; every output under its name (see ``Client.execute_named``).
+
+    Not in the 2018 module: ``inputs`` may be a mapping ``{name: array}``, and
+    the result is always a ``dict``, whatever the number of outputs.
+    """
+    return shared_client().execute_named(
+        inputs, output_names, config=config, url=uri, timeout=timeout
+    )
+
+
 def execute_batched(
     uri: str,
     inputs: Any,
@@ -139,24 +157,6 @@ def execute_batched(
         on_error=on_error,
         url=uri,
         timeout=timeout,
-    )
-
-
-def execute_named(
-    uri: str,
-    inputs: Any,
-    output_names: Sequence[str] | None = None,
-    *,
-    config: str | bytes | None = None,
-    timeout: TimeoutTypes | Unset = UNSET,
-) -> dict[str, np.ndarray]:
-    """Run the model at ``uri``; every output under its name (see ``Client.execute_named``).
-
-    Not in the 2018 module: ``inputs`` may be a mapping ``{name: array}``, and
-    the result is always a ``dict``, whatever the number of outputs.
-    """
-    return shared_client().execute_named(
-        inputs, output_names, config=config, url=uri, timeout=timeout
     )
 
 
