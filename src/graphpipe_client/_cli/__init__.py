@@ -33,16 +33,16 @@ from typing import IO, Any, Final
 
 import numpy as np
 
-from ._async_client import AsyncClient
-from ._batched import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY
-from ._client import Client
-from ._config import Timeout
-from ._core import parse_endpoint
-from ._exceptions import GraphPipeError, TransportError
-from ._messages import IOMetadata, ModelMetadata
-from ._progress import Reporter, as_callback, terminal_reporter
-from ._summary import one_line
-from ._version import __version__
+from .._async_client import AsyncClient
+from .._batched import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY
+from .._client import Client
+from .._config import Timeout
+from .._core import parse_endpoint
+from .._exceptions import GraphPipeError, TransportError
+from .._messages import IOMetadata, ModelMetadata
+from .._progress import Reporter, as_callback, terminal_reporter
+from .._summary import one_line
+from .._version import __version__
 
 __all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "main"]
 
@@ -689,7 +689,7 @@ def _execute_batched(
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from .testing import demo_metadata, demo_model, serve
+    from ..testing import demo_metadata, demo_model, serve
 
     stop = threading.Event()
 
