@@ -7,7 +7,8 @@ metadata or the options) and the amount (``--requests`` or ``--duration``);
 prints the percentiles and the rates, also for a run stopped by Ctrl-C.
 
 What it reuses: the command line's progress display (:mod:`.._progress`: a
-tqdm bar, or a plain status line without tqdm), as ``execute --batch-size``.
+tqdm bar, or a plain status line without tqdm), fed through
+:func:`.._progress.as_callback`, as ``execute --batch-size`` feeds it.
 
 What it does not reuse, and why: ``execute_batched`` and its drivers
 (:mod:`.._batched_run`) score a dataset. They cut inputs into row batches
@@ -29,6 +30,7 @@ import argparse
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,7 +42,7 @@ from .._client import Client
 from .._core import parse_endpoint
 from .._exceptions import GraphPipeError, TransportError
 from .._messages import IOMetadata, ModelMetadata
-from .._progress import Reporter
+from .._progress import Reporter, as_callback
 from ._common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -92,32 +94,38 @@ class _BenchResult:
 
 class _BenchProgress:
     """The bench's display: the shared progress reporter, created at the first update
-    (after the warm-up), fed with absolute counts."""
+    (after the warm-up), fed with absolute counts through ``as_callback``."""
 
     def __init__(self, args: argparse.Namespace | None, plan: _BenchPlan) -> None:
         self._args = args
         self._plan = plan
         self._reporter: Reporter | None = None
+        self._feed: Callable[[int, int | None], None] | None = None
         self._done = 0
 
     def update(self, done: int, elapsed: float) -> None:
+        """Show ``done`` requests finished; the first call opens the display (if shown)."""
         if self._args is None:
             return
-        if self._reporter is None:
+        if self._feed is None:
             plan = self._plan
             desc = None if plan.duration is None else f"{plan.duration:g} s run"
-            self._reporter = progress_reporter(self._args, plan.requests, "requests", desc)
-            if self._reporter is None:
+            reporter = progress_reporter(self._args, plan.requests, "requests", desc)
+            if reporter is None:
                 self._args = None
                 return
+            self._reporter = reporter
+            self._feed = as_callback(reporter)
         if done > self._done:
-            self._reporter.update(done - self._done)
+            self._feed(done, self._plan.requests)
             self._done = done
 
     def finish(self) -> None:
+        """Close the display (its last state stays on the terminal)."""
         if self._reporter is not None:
             self._reporter.close()
             self._reporter = None
+            self._feed = None
 
 
 def _bench_plan(args: argparse.Namespace) -> _BenchPlan:
