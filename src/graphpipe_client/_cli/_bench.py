@@ -6,16 +6,17 @@ metadata or the options) and the amount (``--requests`` or ``--duration``);
 (tasks, one ``AsyncClient``) sends them, timing each call; :func:`_bench_report`
 prints the percentiles and the rates, also for a run stopped by Ctrl-C.
 
-What it reuses: the command line's progress display (:mod:`.._progress`: a
-tqdm bar, or a plain status line without tqdm), fed through
-:func:`.._progress.as_callback`, as ``execute --batch-size`` feeds it.
+What it reuses: the command line's progress display, the one of ``execute
+--batch-size`` (``progress_reporter`` in :mod:`._common`, over
+:mod:`.._progress`: a tqdm bar, or a plain status line without tqdm), fed
+with the count of finished requests through :func:`.._progress.as_callback`.
 
 What it does not reuse, and why: ``execute_batched`` and its drivers
 (:mod:`.._batched_run`) score a dataset. They cut inputs into row batches
-(every input with the same number of rows), stop at the first failed batch,
-copy every batch's outputs into arrays the size of the dataset, and time
-nothing per call. ``bench`` sends the same request again and again, for a
-count or for a duration (a number of batches not known in advance), measures
+(every input with at least one dimension and the same number of rows), stop
+at the first failed batch, copy every batch's outputs into arrays the size of
+the dataset, and time nothing per call. ``bench`` sends the same request again and again, for a
+count or for a duration (a number of requests not known in advance), measures
 the latency of each call around the whole round trip, counts failures
 without stopping, keeps no outputs, warms up each worker first, and on
 Ctrl-C waits for the calls in flight so that its partial report is exact.
