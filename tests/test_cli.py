@@ -545,6 +545,14 @@ def test_serve_port_in_use_is_an_error() -> None:
     assert_one_error_line(r, f"cannot listen on 127.0.0.1:{busy.port}")
 
 
+@pytest.mark.parametrize("port", ["70000", "-1", "http"])
+def test_serve_with_a_bad_port_is_a_usage_error(port: str) -> None:
+    r = run("serve", "--port", port)
+    assert r.code == 2, r
+    assert "Traceback" not in r.err
+    assert "port" in r.err.strip().splitlines()[-1]
+
+
 # --------------------------------------------------------------------------
 # bench
 

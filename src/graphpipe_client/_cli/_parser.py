@@ -55,6 +55,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 (any free one) to 65535, not {text!r}")
+    return value
+
+
 def _shape(text: str) -> tuple[int, ...]:
     text = text.strip().strip("()[]")
     if not text.strip():
@@ -315,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--port",
-        type=int,
+        type=_port,
         default=9000,
         help="the TCP port; 0 picks a free one (default: %(default)s)",
     )
