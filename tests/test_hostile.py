@@ -41,6 +41,9 @@ import graphpipe_client as gp
 import hostile as h
 from hostile import Call, Conn, Request, Server, run
 
+# Interpreter-independent and long: run by `nox -s tests` and `oldest`, not `tests_newer`.
+pytestmark = pytest.mark.slow
+
 KINDS = ["sync", "async"]
 REUSE = [pytest.param(False, id="fresh"), pytest.param(True, id="kept-alive")]
 
