@@ -30,9 +30,13 @@ def tests_newer(session: nox.Session) -> None:
     """The test suite on the newer Pythons the package declares (3.12, 3.13).
 
     With pyenv, make them visible first, e.g.
-    ``PYENV_VERSION=3.11.7:3.12.1:3.13.0 nox -s tests_newer``.
+    ``PYENV_VERSION=3.11.7:3.12.1:3.13.0 nox -s tests_newer``. The tests marked
+    ``slow`` (the hostile-server campaign, the fuzzers, the soak: long and
+    independent of the interpreter) run in ``tests`` and ``oldest`` only.
     """
-    tests(session)
+    session.install("-e", ".")
+    _install_group(session, "test")
+    session.run("pytest", "-m", "not slow", *session.posargs)
 
 
 @nox.session

@@ -2,7 +2,7 @@
 
 Usage (from the repository root; ``nox -s bench`` installs what it needs)::
 
-    python -m benchmarks [--quick] [--only codec,server,large,small,throughput,memory]
+    python -m benchmarks [--quick] [--only codec,server,large,small,throughput,memory,batched]
                          [--json PATH] [--plot PATH | --no-plot] [--strict]
 
 ``--quick`` (or ``GRAPHPIPE_BENCH_QUICK=1``) makes a shorter run with fewer
@@ -22,12 +22,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import codec_bench, e2e_bench
+from . import batched_bench, codec_bench, e2e_bench
 from .server import BenchServer
 from .timing import CpuWatch, Figure, busy_fraction, machine_info
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("codec", "server", "large", "small", "throughput", "memory")
+SECTIONS = ("codec", "server", "large", "small", "throughput", "memory", "batched")
 
 
 def _fmt(value: float | None, unit: str) -> str:
@@ -213,6 +213,14 @@ def main(argv: list[str] | None = None) -> int:
                 figs, data = _memory_figures(server, 1 if quick else 3, log)
                 figures += figs
                 results["memory"] = data
+    if "batched" in only:
+        log(
+            "\n[batched] scoring a dataset: execute_batched vs a hand-written loop, "
+            "the bundled server in a child process"
+        )
+        figs, table = batched_bench.run_batched(quick, log)
+        figures += figs
+        results["batched"] = table
     busy = watch.stop()
     info["busy_during"] = busy
     results["seconds"] = time.perf_counter() - started

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 DATA = Path(__file__).parent / "data"
+
+# A shell starts a background job with SIGINT ignored, and Python then never raises
+# KeyboardInterrupt (nor does _thread.interrupt_main, nor a child process, which inherits
+# the ignored disposition). The Ctrl-C tests need it: restore Python's own handler, which
+# also gives the commands they start the default disposition.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile(

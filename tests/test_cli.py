@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import selectors
 import signal
 import socket
@@ -49,6 +50,23 @@ def run(*args: str | os.PathLike[str], timeout: float = 30) -> Run:
     """Run the command line; keep ``\\r`` (no newline translation)."""
     proc = subprocess.run(
         [*CLI, *map(str, args)], capture_output=True, timeout=timeout, check=False
+    )
+    return Run(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
+
+
+#: The command line in an interpreter where ``import tqdm`` fails.
+WITHOUT_TQDM = (
+    "import sys; sys.modules['tqdm'] = None; sys.modules['tqdm.auto'] = None; "
+    "from graphpipe_client._cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+def run_without_tqdm(*args: str | os.PathLike[str], timeout: float = 30) -> Run:
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", "-c", WITHOUT_TQDM, *map(str, args)],
+        capture_output=True,
+        timeout=timeout,
+        check=False,
     )
     return Run(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
 
@@ -268,6 +286,86 @@ def test_execute_input_name_count_is_a_usage_error(demo: GraphPipeServer, flower
 # failures
 
 
+def many_flowers(tmp_path: Path, rows: int = 1000) -> tuple[Path, np.ndarray]:
+    x = np.random.default_rng(1).uniform(0.1, 7.0, (rows, 4)).astype(np.float32)
+    path = tmp_path / "many.npy"
+    np.save(path, x)
+    return path, x
+
+
+def test_execute_batched_writes_the_outputs_in_order(demo: GraphPipeServer, tmp_path: Path) -> None:
+    path, x = many_flowers(tmp_path)
+    out = tmp_path / "y.npz"
+    before = demo.requests_served
+    r = run(
+        "execute", demo.url, "-i", path, "--batch-size", "64", "--concurrency", "3", "--out", out
+    )
+    assert r.code == 0, r
+    assert r.err == f"wrote {out}: probabilities: float32 (1000, 3); label: int64 (1000,)\n"
+    with Client(demo.url) as client, np.load(out, allow_pickle=False) as npz:
+        expected = client.execute_multi([x])
+        np.testing.assert_array_equal(npz["probabilities"], expected[0])
+        np.testing.assert_array_equal(npz["label"], expected[1])
+    assert demo.requests_served - before == 16 + 1 + 1  # 16 batches, the metadata, the check
+
+
+def test_execute_batched_progress_bar(demo: GraphPipeServer, tmp_path: Path) -> None:
+    pytest.importorskip("tqdm")
+    path, _ = many_flowers(tmp_path)
+    r = run("execute", demo.url, "-i", path, "-b", "100", "--output-name", "label", "--progress")
+    assert r.code == 0, r
+    assert "100%" in r.err and "1.00k/1.00k" in r.err and " rows/s]" in r.err
+    assert r.out.startswith("label: int64 (1000,)\n")
+
+
+def test_execute_batched_without_tqdm_prints_a_status_line(
+    demo: GraphPipeServer, tmp_path: Path
+) -> None:
+    path, _ = many_flowers(tmp_path)
+    out = tmp_path / "label.npy"
+    r = run_without_tqdm(
+        "execute",
+        demo.url,
+        "-i",
+        path,
+        "-c",
+        "2",
+        "--output-name",
+        "label",
+        "--out",
+        out,
+        "--progress",
+    )
+    assert r.code == 0, r
+    status, wrote = r.err.split("\n")[:2]
+    assert status.split("\r")[-1].startswith("1000/1000 rows, ")
+    assert wrote == f"wrote {out}: label: int64 (1000,)"
+    assert np.load(out).shape == (1000,)
+
+
+def test_execute_batched_failure_names_the_rows(tmp_path: Path) -> None:
+    def no_nan(x: np.ndarray) -> np.ndarray:
+        if np.isnan(x).any():
+            raise ValueError("NaN features")
+        return x
+
+    path, x = many_flowers(tmp_path, 100)
+    x[57] = np.nan
+    np.save(path, x)
+    with serve(no_nan) as server:
+        r = run("execute", server.url, "-i", path, "-b", "10", "--out", tmp_path / "y.npy")
+    assert_one_error_line(r, "rows 50:60 (batch 5) failed: HTTP 400", "NaN features")
+    assert not (tmp_path / "y.npy").exists()
+
+
+def test_execute_batched_mismatched_rows(demo: GraphPipeServer, tmp_path: Path) -> None:
+    a, b = tmp_path / "a.npy", tmp_path / "b.npy"
+    np.save(a, np.zeros((5, 4), np.float32))
+    np.save(b, np.zeros((4, 4), np.float32))
+    r = run("execute", demo.url, "-i", a, "-i", b, "-b", "2")
+    assert_one_error_line(r, "input 1 has 4 rows but input 0 has 5")
+
+
 def test_server_down(closed_url: str, flowers: Path) -> None:
     r = run("execute", closed_url, "-i", flowers)
     assert_one_error_line(r, f"cannot connect to {closed_url}/", "Connection refused")
@@ -400,6 +498,18 @@ class LineReader:
                 self.data += chunk
         return self.data
 
+    def read_until_match(self, pattern: bytes, timeout: float = 15) -> bytes:
+        """Read until ``pattern`` (a regular expression) matches what was read."""
+        deadline = time.monotonic() + timeout
+        while re.search(pattern, self.data) is None:
+            left = deadline - time.monotonic()
+            assert left > 0, f"no {pattern!r} in {self.data!r}"
+            if self._sel.select(left):
+                chunk = os.read(self._fd, 65536)
+                assert chunk, f"EOF without {pattern!r} in {self.data!r}"
+                self.data += chunk
+        return self.data
+
     def close(self) -> None:
         self._sel.close()
 
@@ -433,6 +543,14 @@ def test_serve_port_in_use_is_an_error() -> None:
     with serve(lambda x: x) as busy:
         r = run("serve", "--port", str(busy.port))
     assert_one_error_line(r, f"cannot listen on 127.0.0.1:{busy.port}")
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "http"])
+def test_serve_with_a_bad_port_is_a_usage_error(port: str) -> None:
+    r = run("serve", "--port", port)
+    assert r.code == 2, r
+    assert "Traceback" not in r.err
+    assert "port" in r.err.strip().splitlines()[-1]
 
 
 # --------------------------------------------------------------------------
@@ -478,10 +596,20 @@ def test_bench_async_with_shape(demo: GraphPipeServer) -> None:
 
 
 def test_bench_duration_with_progress(demo: GraphPipeServer) -> None:
+    pytest.importorskip("tqdm")
     r = run("bench", demo.url, "--duration", "0.5", "--progress")
     assert r.code == 0, r
-    assert "\r[" in r.err
-    assert "/0.5 s, " in r.err
+    assert "\r0.5 s run: " in r.err  # the tqdm bar, redrawn in place
+    assert " requests/s]" in r.err
+    assert r.err.endswith("\n")
+    check_report(r.out, 1)
+
+
+def test_bench_progress_without_tqdm_is_a_status_line(demo: GraphPipeServer) -> None:
+    r = run_without_tqdm("bench", demo.url, "--requests", "40", "--progress")
+    assert r.code == 0, r
+    last = r.err.rstrip("\n").split("\r")[-1]
+    assert last.startswith("40/40 requests, ") and last.rstrip().endswith(" requests/s"), r.err
     assert r.err.endswith("\n")
     check_report(r.out, 1)
 
@@ -525,7 +653,8 @@ def _interrupt_bench(url: str, *args: str) -> tuple[int | None, str, str]:
     )
     try:
         reader = LineReader(proc.stderr)
-        reader.read_until(b" requests")  # the progress bar: timed requests are running
+        # The progress bar counts timed requests done (it is drawn from the start, at 0).
+        reader.read_until_match(rb"(^|[\r\s|])[1-9][0-9.]*k? requests")
         reader.close()
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=15)
@@ -578,5 +707,31 @@ def test_bench_ctrl_c_during_warm_up_is_quiet() -> None:
                 proc.kill()
                 proc.communicate()
     assert proc.returncode == 130
+    assert out == b""
+    assert b"Traceback" not in err
+
+
+def test_execute_batched_ctrl_c_exits_130_promptly(tmp_path: Path) -> None:
+    path, _ = many_flowers(tmp_path, 20)
+    with serve(demo_model, metadata=demo_metadata, faults=Faults(delay=3.0)) as server:
+        proc = subprocess.Popen(
+            [*CLI, "execute", server.url, "-i", path, "-b", "1", "-c", "2", "--progress"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            reader = LineReader(proc.stderr)
+            reader.read_until(b" rows/s]")  # the bar is drawn: the batches are on the wire
+            reader.close()
+            started = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=15)
+            took = time.monotonic() - started
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert proc.returncode == 130
+    assert took < 2.0, took  # not the 3 s of the requests in flight
     assert out == b""
     assert b"Traceback" not in err

@@ -27,6 +27,9 @@ import fuzzing as fz
 import graphpipe_client as gp
 from graphpipe_client import codec
 
+# Interpreter-independent and long: run by `nox -s tests` and `oldest`, not `tests_newer`.
+pytestmark = pytest.mark.slow
+
 EXAMPLES = int(os.environ.get("GP_FUZZ_EXAMPLES", "150"))
 STRIDE = max(1, int(os.environ.get("GP_FUZZ_STRIDE", "8")))
 

@@ -41,6 +41,9 @@ import graphpipe_client as gp
 import hostile as h
 from hostile import Call, Conn, Request, Server, run
 
+# Interpreter-independent and long: run by `nox -s tests` and `oldest`, not `tests_newer`.
+pytestmark = pytest.mark.slow
+
 KINDS = ["sync", "async"]
 # Tests whose calls all go through hostile.run also run the fast path on uvloop.
 RUN_KINDS = [*KINDS, "uvloop"]

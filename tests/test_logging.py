@@ -128,3 +128,18 @@ def test_credentials_never_reach_the_log(kind: str, caplog: pytest.LogCaptureFix
     assert "http://***@127.0.0.1:" in text
     for secret in ("s3cr3t-pass", "alice-user", "tok3n-bearer"):
         assert secret not in text
+
+
+def test_no_misleading_resetting_dropped_connection_from_urllib3(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # urllib3's _get_conn logged "Resetting dropped connection" for every connection that
+    # had never been open; the transport checks connections out without it.
+    caplog.set_level(logging.DEBUG)
+    with serve(lambda x: x) as server:
+        server.close_connections()
+        outs = calls("sync", server.url, 3)
+    assert all(isinstance(o, np.ndarray) for o in outs)
+    texts = [r.getMessage() for r in caplog.records if r.name.startswith("urllib3")]
+    assert texts, "urllib3 logs its new connections at DEBUG"
+    assert not [t for t in texts if "Resetting dropped connection" in t]

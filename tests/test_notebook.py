@@ -46,4 +46,6 @@ def test_notebook_runs_sync_and_async_apis() -> None:
     assert "['setosa', 'versicolor', 'virginica']" in outputs[2]
     assert "[0, 1, 2]" in outputs[4]  # top-level await with aio
     assert "HTTPStatusError" in outputs[6] and "400" in outputs[6]
+    assert "100%" in outputs[7] and " rows/s" in outputs[7]  # execute_batched's tqdm bar
+    assert "array([7075, 7413, 5512])" in outputs[7]
     assert "Traceback" not in joined

@@ -41,7 +41,7 @@ def failing(x: np.ndarray) -> np.ndarray:
 @dataclass
 class Scenario:
     name: str
-    call: str  # "execute", "execute_multi" or "metadata"
+    call: str  # "execute", "execute_multi", "metadata", "execute_batched", "is_ready", ...
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
     model: Callable[..., Any] = identity
@@ -124,6 +124,31 @@ def _scenarios() -> Iterator[Scenario]:
         client_kwargs={"retries": gp.RetryPolicy(retries=1, backoff=0.01)},
     )
     yield Scenario("bool-input", "execute", (np.ones(2, bool),))
+    # Batched execution: the same batches, the same outputs, the same BatchError.
+    yield Scenario("batched", "execute_batched", (np.arange(30.0).reshape(10, 3), 3))
+    yield Scenario(
+        "batched-multi",
+        "execute_batched",
+        ([np.arange(7, dtype=np.int32), np.ones((7, 2), np.float32)], 2),
+        {"output_names": ["output1", "output0"]},
+    )
+    yield Scenario(
+        "batched-strings",
+        "execute_batched",
+        (np.array([b"a", b"", "h\u00e9".encode(), b"d", b"e"], dtype=object), 2),
+    )
+    yield Scenario("batched-empty", "execute_batched", (np.zeros((0, 4), np.float32), 2))
+    yield Scenario(
+        "batched-http-400",
+        "execute_batched",
+        (np.ones((6, 2)), 2),
+        {"concurrency": 1},
+        model=failing,
+    )
+    yield Scenario("batched-mismatched-rows", "execute_batched", ([np.ones(3), np.ones(4)], 2))
+    yield Scenario("is-ready", "is_ready")
+    yield Scenario("is-alive", "is_alive")
+    yield Scenario("is-ready-refused", "is_ready", url="http://127.0.0.1:9/")
 
 
 SCENARIOS = list(_scenarios())
@@ -138,6 +163,8 @@ class Outcome:
 
 
 def _details(exc: BaseException) -> tuple[Any, ...]:
+    if isinstance(exc, gp.BatchError):
+        return (exc.start, exc.stop, exc.index, type(exc.error), *_details(exc.error))
     if isinstance(exc, gp.HTTPStatusError):
         return (exc.status_code, exc.body)
     if isinstance(exc, gp.RemoteError):
@@ -209,6 +236,8 @@ EXPECTED_ERRORS: dict[str, type[BaseException]] = {
     "too-large": gp.ResponseTooLargeError,
     "refused": gp.ConnectError,
     "bool-input": gp.EncodeError,
+    "batched-http-400": gp.BatchError,
+    "batched-mismatched-rows": gp.EncodeError,
 }
 
 
@@ -245,3 +274,15 @@ def test_sync_outcome_is_the_documented_one(sc: Scenario) -> None:
         np.testing.assert_array_equal(outcome.value[0], np.arange(4))
     if sc.name == "config":
         assert outcome.value[1].tolist() == [b"temperature=2"]
+    if sc.name == "batched":
+        np.testing.assert_array_equal(outcome.value, sc.args[0])
+        assert requests == 4  # 3 + 3 + 3 + 1 rows
+    if sc.name == "batched-http-400":
+        assert outcome.details[:4] == (0, 2, 0, gp.HTTPStatusError)
+        assert requests == 1  # the first failure stops the run
+    if sc.name == "batched-mismatched-rows":
+        assert requests == 0
+    if sc.name in ("is-ready", "is-alive"):
+        assert outcome.value is True
+    if sc.name == "is-ready-refused":
+        assert outcome.value is False

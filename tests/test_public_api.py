@@ -227,3 +227,26 @@ def test_isort_key_matches_ruff() -> None:
     ]  # fmt: skip
     shuffled = random.Random(0).sample(ruff_order, len(ruff_order))
     assert sorted(shuffled, key=isort_key) == ruff_order
+
+
+def test_batched_execution_is_public_on_every_surface() -> None:
+    from graphpipe_client import aio, remote
+
+    assert "BatchError" in graphpipe_client.__all__
+    assert issubclass(graphpipe_client.BatchError, graphpipe_client.GraphPipeError)
+    assert "execute_batched" in remote.__all__ and "execute_batched" in aio.__all__
+    assert inspect.iscoroutinefunction(aio.execute_batched)
+    for cls in (graphpipe_client.Client, graphpipe_client.AsyncClient):
+        for method in (
+            "execute_batched",
+            "execute_stream",
+            "is_ready",
+            "is_alive",
+            "wait_until_ready",
+        ):
+            assert (own_docstring(getattr(cls, method)) or "").strip(), f"{cls.__name__}.{method}"
+    # The module functions take the client methods' options, under the same names.
+    ours = inspect.signature(graphpipe_client.Client.execute_batched).parameters
+    for fn in (remote.execute_batched, aio.execute_batched):
+        theirs = inspect.signature(fn).parameters
+        assert set(ours) - {"self", "url"} == set(theirs) - {"uri"}

@@ -35,6 +35,9 @@ import pytest
 import graphpipe_client as gp
 from graphpipe_client.testing import serve
 
+# Interpreter-independent and long: run by `nox -s tests` and `oldest`, not `tests_newer`.
+pytestmark = pytest.mark.slow
+
 THREADS = int(os.environ.get("GP_SOAK_THREADS", "16"))
 CALLS = int(os.environ.get("GP_SOAK_CALLS", "200"))
 TASKS = int(os.environ.get("GP_SOAK_TASKS", "200"))

@@ -16,6 +16,7 @@ from ._client import Client
 from ._config import UNSET, ClientConfig, RetryPolicy, Timeout
 from ._dtypes import DataType
 from ._exceptions import (
+    BatchError,
     ConnectError,
     ConnectTimeout,
     DeadlineExceeded,
@@ -41,6 +42,7 @@ from .remote import execute, execute_multi, execute_named, metadata
 __all__ = [
     "UNSET",
     "AsyncClient",
+    "BatchError",
     "Client",
     "ClientConfig",
     "ConnectError",

@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
 import numpy as np
 
+from ._batched import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, OnError, check_run_options
+from ._batched_run import run_tasks, stream_tasks
 from ._client_base import ClientBase, outputs_by_name
-from ._config import UNSET, TimeoutTypes, Unset
+from ._config import UNSET, Timeout, TimeoutTypes, Unset
 from ._core import (
     PreparedRequest,
     RawResponse,
     RetryState,
     interpret_infer,
     interpret_metadata,
+    parse_endpoint,
     shape_outputs,
 )
 from ._exceptions import GraphPipeError
+from ._exceptions import TimeoutError as GPTimeoutError
 from ._messages import ModelMetadata
+from ._progress import ProgressArg
 from ._tracing import start_span
 from ._transport_async import AsyncTransport
 
@@ -110,6 +116,149 @@ class AsyncClient(ClientBase[AsyncTransport]):
             return cached
         req = self._prepare_metadata(key, timeout)
         return self._store_metadata(key, interpret_metadata(req, await self._send(req)))
+
+    async def execute_batched(
+        self,
+        inputs: Any,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        input_names: Sequence[str | None] | None = None,
+        output_names: Sequence[str] | None = None,
+        config: str | bytes | None = None,
+        progress: ProgressArg = None,
+        on_error: OnError | None = None,
+        url: str | None = None,
+        timeout: TimeoutTypes | Unset = UNSET,
+    ) -> np.ndarray | list[np.ndarray]:
+        """Run the model on a whole dataset; see :meth:`Client.execute_batched <graphpipe_client.Client.execute_batched>`.
+
+        The batches are tasks of the running loop, at most ``concurrency`` at
+        once. On the first failed batch the others in flight are cancelled and
+        :class:`BatchError` is raised; cancelling the awaiting task (as
+        ``asyncio.run`` does on Ctrl-C) cancels them too.
+
+        Example:
+            >>> import asyncio
+            >>> import numpy as np
+            >>> from graphpipe_client import AsyncClient
+            >>> from graphpipe_client.testing import serve
+            >>> async def main(url):
+            ...     async with AsyncClient(url) as client:
+            ...         return await client.execute_batched(np.arange(5), batch_size=2)
+            >>> with serve(lambda x: x * 2) as server:
+            ...     asyncio.run(main(server.url))
+            array([0, 2, 4, 6, 8])
+        """
+        plan, prepare = self._plan_batched(
+            inputs, batch_size, concurrency, input_names, output_names, config, url, timeout
+        )
+
+        async def call(arrays: list[np.ndarray]) -> list[np.ndarray]:
+            req = prepare(arrays)
+            return interpret_infer(req, await self._send(req))
+
+        reporter = self._reporter(progress, plan.rows)
+        outputs = await run_tasks(plan, call, concurrency, reporter, on_error)
+        return shape_outputs(outputs) if plan.single else outputs
+
+    def execute_stream(
+        self,
+        batches: Iterable[Any] | AsyncIterable[Any],
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        input_names: Sequence[str | None] | None = None,
+        output_names: Sequence[str] | None = None,
+        config: str | bytes | None = None,
+        progress: ProgressArg = None,
+        on_error: OnError | None = None,
+        url: str | None = None,
+        timeout: TimeoutTypes | Unset = UNSET,
+    ) -> AsyncIterator[np.ndarray | list[np.ndarray]]:
+        """Run the model on each batch of an iterable or async iterable; ``async for`` the results.
+
+        See :meth:`Client.execute_stream <graphpipe_client.Client.execute_stream>`.
+
+        Example:
+            >>> import asyncio
+            >>> import numpy as np
+            >>> from graphpipe_client import AsyncClient
+            >>> from graphpipe_client.testing import serve
+            >>> async def chunks():
+            ...     for i in range(3):
+            ...         yield np.full(2, i)
+            >>> async def main(url):
+            ...     async with AsyncClient(url) as client:
+            ...         return [y async for y in client.execute_stream(chunks())]
+            >>> with serve(lambda x: x + 1) as server:
+            ...     asyncio.run(main(server.url))
+            [array([1, 1]), array([2, 2]), array([3, 3])]
+        """
+        self._check_open()
+        check_run_options(1, concurrency)
+        prepare = self._batch_request(input_names, output_names, config, url, timeout)
+
+        async def call(arrays: list[np.ndarray]) -> list[np.ndarray]:
+            req = prepare(arrays)
+            return interpret_infer(req, await self._send(req))
+
+        reporter = self._stream_reporter(progress)
+        return stream_tasks(batches, call, concurrency, reporter, on_error, input_names)
+
+    async def is_ready(
+        self, *, url: str | None = None, timeout: TimeoutTypes | Unset = UNSET
+    ) -> bool:
+        """Whether the server is ready; see :meth:`Client.is_ready <graphpipe_client.Client.is_ready>`."""
+        return (await self._probe("ready", url, timeout))[0]
+
+    async def is_alive(
+        self, *, url: str | None = None, timeout: TimeoutTypes | Unset = UNSET
+    ) -> bool:
+        """Whether the server answers; see :meth:`Client.is_alive <graphpipe_client.Client.is_alive>`."""
+        return (await self._probe("alive", url, timeout))[0]
+
+    async def wait_until_ready(
+        self, timeout: float = 30.0, *, url: str | None = None, interval: float = 0.1
+    ) -> None:
+        """Wait until the server is ready; see :meth:`Client.wait_until_ready <graphpipe_client.Client.wait_until_ready>`.
+
+        Raises:
+            TimeoutError: not ready within ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        delay = max(0.01, interval)
+        while True:
+            left = deadline - time.monotonic()
+            t = self._config.timeout
+            probe_timeout = Timeout(
+                connect=max(0.01, min(left, t.connect if t.connect is not None else left)),
+                read=max(0.01, min(left, t.read if t.read is not None else left)),
+            )
+            ready, why = await self._probe("ready", url, probe_timeout)
+            if ready:
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                where = parse_endpoint(self._resolve(url)).redacted
+                raise GPTimeoutError(
+                    f"{where} was not ready within {timeout:g} s; the last probe got: {why}",
+                    url=where,
+                )
+            await self._transport.sleep(min(delay, left))
+            delay = min(1.0, delay * 1.5)
+
+    async def _probe(
+        self, which: str, url: str | None, timeout: TimeoutTypes | Unset
+    ) -> tuple[bool, str]:
+        key, control, metadata = self._probe_request(which, url, timeout)
+        try:
+            if control is not None:
+                answer = self._control_answer(key, await self._transport.send(control))
+                if answer is not None:
+                    return answer
+            return self._metadata_answer(which, metadata, await self._transport.send(metadata))
+        except GraphPipeError as exc:
+            return False, f"{type(exc).__name__}: {exc}"
 
     async def _send(self, req: PreparedRequest) -> RawResponse:
         span = start_span(req, req.tensor_count)

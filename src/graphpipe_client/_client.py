@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
 import numpy as np
 
+from ._batched import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, OnError, check_run_options
+from ._batched_run import run_threads, stream_threads
 from ._client_base import ClientBase, outputs_by_name
-from ._config import UNSET, TimeoutTypes, Unset
+from ._config import UNSET, Timeout, TimeoutTypes, Unset
 from ._core import (
     PreparedRequest,
     RawResponse,
     RetryState,
     interpret_infer,
     interpret_metadata,
+    parse_endpoint,
     shape_outputs,
 )
 from ._exceptions import GraphPipeError
+from ._exceptions import TimeoutError as GPTimeoutError
 from ._messages import ModelMetadata
+from ._progress import ProgressArg
 from ._tracing import start_span
 from ._transport_sync import SyncTransport
 
@@ -169,6 +174,201 @@ class Client(ClientBase[SyncTransport]):
             return cached
         req = self._prepare_metadata(key, timeout)
         return self._store_metadata(key, interpret_metadata(req, self._send(req)))
+
+    def execute_batched(
+        self,
+        inputs: Any,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        input_names: Sequence[str | None] | None = None,
+        output_names: Sequence[str] | None = None,
+        config: str | bytes | None = None,
+        progress: ProgressArg = None,
+        on_error: OnError | None = None,
+        url: str | None = None,
+        timeout: TimeoutTypes | Unset = UNSET,
+    ) -> np.ndarray | list[np.ndarray]:
+        """Run the model on a whole dataset, ``batch_size`` rows per request.
+
+        Every input is split along its first axis; at most ``concurrency``
+        requests are in flight at once, on threads sharing this client's
+        connection pool (keep ``concurrency`` <= ``pool_size``). Each batch's
+        outputs are copied into arrays allocated when the first batch comes
+        back (that is when their dtypes and row shapes are known), so the
+        extra memory is about ``concurrency`` batches plus the outputs. Rows
+        of a read-only memory map (``np.load(path, mmap_mode="r")``) are read
+        as they are sent and given back to the kernel afterwards: a file
+        larger than memory can be scored.
+
+        Args:
+            inputs: one input (an array, or anything numpy accepts that is not
+                a list, tuple or mapping), a list/tuple of inputs, or a mapping
+                ``{name: array}`` (as :meth:`execute` takes it); every input
+                with the same number of rows.
+            batch_size: rows per request.
+            concurrency: requests in flight at once.
+            input_names: as for :meth:`execute_multi`.
+            output_names: as for :meth:`execute_multi`.
+            config: as for :meth:`execute_multi`.
+            progress: ``True`` for a tqdm bar (``pip install
+                'graphpipe-client[progress]'``), or a callable
+                ``progress(rows_done, rows_total)`` called after each batch.
+            on_error: by default the first failed batch stops the run and
+                raises :class:`BatchError`. Given a callable, each
+                :class:`BatchError` is passed to it instead and the run goes on
+                (the failed rows stay zero, ``None`` for strings); raise from it
+                to stop.
+
+        Returns:
+            Like :meth:`execute` for one input or a mapping (the array, or the
+            list of arrays when the model has several outputs), like
+            :meth:`execute_multi` for a list/tuple of inputs (a list). With 0
+            rows, one request of 0 rows is sent and its outputs are returned.
+
+        Raises:
+            EncodeError: before anything is sent: the inputs disagree on their
+                number of rows (the message names the input), or cannot be sent.
+            BatchError: a batch failed; ``.start``/``.stop`` are its rows,
+                ``.error`` (and ``__cause__``) the typed error. The batches in
+                flight are waited for first; the client stays usable.
+            KeyboardInterrupt: re-raised at once; requests already on the wire
+                finish in the background.
+
+        Example:
+            >>> import numpy as np
+            >>> from graphpipe_client import Client
+            >>> from graphpipe_client.testing import serve
+            >>> x = np.arange(10, dtype=np.float32).reshape(5, 2)
+            >>> with serve(lambda x: x.sum(axis=1)) as server, Client(server.url) as client:
+            ...     client.execute_batched(x, batch_size=2)
+            array([ 1.,  5.,  9., 13., 17.], dtype=float32)
+        """
+        plan, prepare = self._plan_batched(
+            inputs, batch_size, concurrency, input_names, output_names, config, url, timeout
+        )
+
+        def call(arrays: list[np.ndarray]) -> list[np.ndarray]:
+            req = prepare(arrays)
+            return interpret_infer(req, self._send(req))
+
+        reporter = self._reporter(progress, plan.rows)
+        outputs = run_threads(plan, call, concurrency, reporter, on_error)
+        return shape_outputs(outputs) if plan.single else outputs
+
+    def execute_stream(
+        self,
+        batches: Iterable[Any],
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        input_names: Sequence[str | None] | None = None,
+        output_names: Sequence[str] | None = None,
+        config: str | bytes | None = None,
+        progress: ProgressArg = None,
+        on_error: OnError | None = None,
+        url: str | None = None,
+        timeout: TimeoutTypes | Unset = UNSET,
+    ) -> Iterator[np.ndarray | list[np.ndarray]]:
+        """Run the model on each batch of an iterable (a generator); yield the results in order.
+
+        Each item is one request: an array (its result is shaped as
+        :meth:`execute`'s) or a list/tuple of arrays (a list, as
+        :meth:`execute_multi`'s). At most ``concurrency`` batches are held at
+        once, sent or waiting to be yielded: the iterable is read only as
+        fast as results are consumed. ``progress`` counts rows (the total is
+        unknown). A failed batch raises :class:`BatchError` (rows counted
+        from the start of the stream, ``.index`` the item's position); with
+        ``on_error`` it is reported and skipped, and nothing is yielded for
+        it. Leaving the loop early stops the run: nothing more is sent (the
+        batches already on the wire finish in the background).
+
+        Example:
+            >>> import numpy as np
+            >>> from graphpipe_client import Client
+            >>> from graphpipe_client.testing import serve
+            >>> chunks = (np.full(2, i) for i in range(3))
+            >>> with serve(lambda x: x * 10) as server, Client(server.url) as client:
+            ...     list(client.execute_stream(chunks, concurrency=2))
+            [array([0, 0]), array([10, 10]), array([20, 20])]
+        """
+        self._check_open()
+        check_run_options(1, concurrency)
+        prepare = self._batch_request(input_names, output_names, config, url, timeout)
+
+        def call(arrays: list[np.ndarray]) -> list[np.ndarray]:
+            req = prepare(arrays)
+            return interpret_infer(req, self._send(req))
+
+        reporter = self._stream_reporter(progress)
+        return stream_threads(batches, call, concurrency, reporter, on_error, input_names)
+
+    def is_ready(self, *, url: str | None = None, timeout: TimeoutTypes | Unset = UNSET) -> bool:
+        """Whether the server is ready to serve: ``GET /control/is_ready`` answers 200.
+
+        Never raises for the server's sake: a refused connection, a timeout or
+        a 503 are ``False``. A server without the route (404, 405) is asked
+        for its metadata instead (ready if that works), and remembered as such.
+
+        Example:
+            >>> from graphpipe_client import Client
+            >>> from graphpipe_client.testing import serve
+            >>> with serve(lambda x: x) as server, Client(server.url) as client:
+            ...     client.is_ready(), client.is_alive()
+            (True, True)
+        """
+        return self._probe("ready", url, timeout)[0]
+
+    def is_alive(self, *, url: str | None = None, timeout: TimeoutTypes | Unset = UNSET) -> bool:
+        """Whether the server process answers: ``GET /control/is_alive`` answers 200.
+
+        Without the route, any HTTP answer to a metadata request means alive.
+        Never raises for the server's sake (see :meth:`is_ready`).
+        """
+        return self._probe("alive", url, timeout)[0]
+
+    def wait_until_ready(
+        self, timeout: float = 30.0, *, url: str | None = None, interval: float = 0.1
+    ) -> None:
+        """Wait until :meth:`is_ready` is true, probing every ``interval`` s or so (backing off to 1 s).
+
+        Raises:
+            TimeoutError: not ready within ``timeout`` seconds; the message
+                says what the last probe got.
+        """
+        deadline = time.monotonic() + timeout
+        delay = max(0.01, interval)
+        while True:
+            left = deadline - time.monotonic()
+            t = self._config.timeout
+            probe_timeout = Timeout(
+                connect=max(0.01, min(left, t.connect if t.connect is not None else left)),
+                read=max(0.01, min(left, t.read if t.read is not None else left)),
+            )
+            ready, why = self._probe("ready", url, probe_timeout)
+            if ready:
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                where = parse_endpoint(self._resolve(url)).redacted
+                raise GPTimeoutError(
+                    f"{where} was not ready within {timeout:g} s; the last probe got: {why}",
+                    url=where,
+                )
+            time.sleep(min(delay, left))
+            delay = min(1.0, delay * 1.5)
+
+    def _probe(
+        self, which: str, url: str | None, timeout: TimeoutTypes | Unset
+    ) -> tuple[bool, str]:
+        key, control, metadata = self._probe_request(which, url, timeout)
+        try:
+            if control is not None:
+                answer = self._control_answer(key, self._transport.send(control))
+                if answer is not None:
+                    return answer
+            return self._metadata_answer(which, metadata, self._transport.send(metadata))
+        except GraphPipeError as exc:
+            return False, f"{type(exc).__name__}: {exc}"
 
     def _send(self, req: PreparedRequest) -> RawResponse:
         span = start_span(req, req.tensor_count)

@@ -6,11 +6,12 @@ import abc
 import ssl
 import threading
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 import numpy as np
 
+from ._batched import RowPlan, check_run_options
 from ._config import (
     DEFAULT_MAX_RESPONSE_BYTES,
     ClientConfig,
@@ -19,9 +20,20 @@ from ._config import (
     TimeoutTypes,
     Unset,
 )
-from ._core import PreparedRequest, parse_endpoint, prepare_infer, prepare_metadata
-from ._exceptions import DecodeError, InvalidOption
+from ._core import (
+    CONTROL_PATHS,
+    PreparedRequest,
+    RawResponse,
+    interpret_metadata,
+    interpret_readiness,
+    parse_endpoint,
+    prepare_control,
+    prepare_infer,
+    prepare_metadata,
+)
+from ._exceptions import DecodeError, GraphPipeError, HTTPStatusError, InvalidOption
 from ._messages import ModelMetadata
+from ._progress import ProgressArg, Reporter, check_progress, make_reporter
 
 __all__ = ["ClientBase", "outputs_by_name"]
 
@@ -107,6 +119,8 @@ class ClientBase(abc.ABC, Generic[TransportT]):
             trust_env=trust_env,
         )
         self._metadata_cache: dict[str, ModelMetadata] = {}
+        # URLs whose server has no /control routes: probed with a metadata request.
+        self._no_control: set[str] = set()
         self._cache_lock = threading.Lock()
         self._closed = False
         self._transport: TransportT = self._create_transport()
@@ -269,3 +283,100 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         """Forget every cached :class:`ModelMetadata` (the next ``metadata()`` asks the server)."""
         with self._cache_lock:
             self._metadata_cache.clear()
+
+    # -- batched execution ----------------------------------------------------
+
+    def _plan_batched(
+        self,
+        inputs: Any,
+        batch_size: int,
+        concurrency: int,
+        input_names: Sequence[str | None] | None,
+        output_names: Sequence[str] | None,
+        config: str | bytes | None,
+        url: str | None,
+        timeout: TimeoutTypes | Unset,
+    ) -> tuple[RowPlan, Callable[[list[np.ndarray]], PreparedRequest]]:
+        """Check everything that can be checked before the first request; the plan and
+        the function that makes one batch's request."""
+        self._check_open()
+        check_run_options(batch_size, concurrency)
+        names = input_names
+        if isinstance(inputs, Mapping):  # {name: array}, as execute() takes it
+            if input_names is not None:
+                raise InvalidOption(
+                    "give the inputs either as a mapping {name: array} or with input_names=, "
+                    "not both"
+                )
+            names, arrays = _named_inputs(inputs)
+            plan = RowPlan(arrays, batch_size, names)
+            plan.single = True  # shaped as execute()'s result for the same mapping
+        else:
+            plan = RowPlan(inputs, batch_size, names)
+        plan.check_encodable(names, output_names, config)
+        return plan, self._batch_request(names, output_names, config, url, timeout)
+
+    def _batch_request(
+        self,
+        input_names: Sequence[str | None] | None,
+        output_names: Sequence[str] | None,
+        config: str | bytes | None,
+        url: str | None,
+        timeout: TimeoutTypes | Unset,
+    ) -> Callable[[list[np.ndarray]], PreparedRequest]:
+        self._check_open()
+        key = self._resolve(url)
+        t = self._config.with_timeout(timeout)
+        cfg = self._config
+
+        def prepare(arrays: list[np.ndarray]) -> PreparedRequest:
+            return prepare_infer(cfg, key, arrays, input_names, output_names, config, t)
+
+        return prepare
+
+    @staticmethod
+    def _reporter(progress: ProgressArg, total: int | None) -> Reporter:
+        return make_reporter(progress, total, "rows")
+
+    @staticmethod
+    def _stream_reporter(progress: ProgressArg) -> Callable[[], Reporter]:
+        """For a stream: check ``progress`` now, draw the bar once iteration starts."""
+        check_progress(progress)
+        return lambda: make_reporter(progress, None, "rows")
+
+    # -- readiness --------------------------------------------------------------
+
+    def _probe_request(
+        self, which: str, url: str | None, timeout: TimeoutTypes | Unset
+    ) -> tuple[str, PreparedRequest | None, PreparedRequest]:
+        """``(key, control, metadata)``: the ``/control`` GET (``None`` when this server has
+        no such route) and the metadata POST to fall back on."""
+        self._check_open()
+        key = self._resolve(url)
+        t = self._config.with_timeout(timeout)
+        control = (
+            None
+            if key in self._no_control
+            else prepare_control(self._config, key, CONTROL_PATHS[which], t)
+        )
+        return key, control, prepare_metadata(self._config, key, t)
+
+    def _control_answer(self, key: str, raw: RawResponse) -> tuple[bool, str] | None:
+        """The probe's verdict and why; ``None`` when the route does not exist (fall back)."""
+        verdict = interpret_readiness(raw)
+        if verdict is None:
+            self._no_control.add(key)
+            return None
+        return verdict, f"HTTP {raw.status} {raw.reason}".strip()
+
+    @staticmethod
+    def _metadata_answer(which: str, req: PreparedRequest, raw: RawResponse) -> tuple[bool, str]:
+        if which == "alive":
+            return True, f"HTTP {raw.status} to a metadata request"  # it answered: it is alive
+        try:
+            interpret_metadata(req, raw)
+        except HTTPStatusError as exc:
+            return False, str(exc)
+        except GraphPipeError as exc:
+            return False, f"{type(exc).__name__}: {exc}"
+        return True, "the metadata request worked"

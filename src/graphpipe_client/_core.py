@@ -49,8 +49,10 @@ __all__ = [
     "RetryState",
     "interpret_infer",
     "interpret_metadata",
+    "interpret_readiness",
     "new_receive_buffer",
     "parse_endpoint",
+    "prepare_control",
     "prepare_infer",
     "prepare_metadata",
     "shape_outputs",
@@ -69,7 +71,7 @@ SMALL_BODY: Final = 64 * 1024
 #: Bytes of a non-200 body kept for the exception message.
 ERROR_BODY_BYTES: Final = 64 * 1024
 
-Kind = Literal["infer", "metadata"]
+Kind = Literal["infer", "metadata", "control"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +151,11 @@ def _redact_text(url: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class PreparedRequest:
-    """One POST, ready for a transport: where, what, which headers, how long to wait."""
+    """One request, ready for a transport: where, what, which headers, how long to wait.
+
+    ``method`` is ``"POST"`` for GraphPipe messages and ``"GET"`` for the
+    ``/control`` probes (whose ``body`` is empty).
+    """
 
     endpoint: Endpoint
     kind: Kind
@@ -216,6 +222,80 @@ def prepare_metadata(config: ClientConfig, url: str, timeout: Timeout) -> Prepar
         timeout,
         config.max_response_bytes,
     )
+
+
+_EMPTY: Final = EncodedMessage((), 0)
+
+#: The probes of the Go reference servers, relative to the model URL's path.
+CONTROL_PATHS: Final = {"ready": "control/is_ready", "alive": "control/is_alive"}
+
+
+def prepare_control(config: ClientConfig, url: str, path: str, timeout: Timeout) -> PreparedRequest:
+    """A ``GET`` of a control probe such as ``control/is_ready``, relative to the URL's path.
+
+    ``http://host:9000`` probes ``http://host:9000/control/is_ready``; a URL
+    with a path (a gateway's prefix, ``http://gw/models/a``) probes below it
+    (``http://gw/models/a/control/is_ready``).
+
+    Example:
+        >>> from graphpipe_client import ClientConfig
+        >>> from graphpipe_client._config import Timeout
+        >>> req = prepare_control(ClientConfig.build(), "http://h:9000/m", "control/is_ready", Timeout())
+        >>> (req.method, req.endpoint.url)
+        ('GET', 'http://h:9000/m/control/is_ready')
+    """
+    base = parse_endpoint(url)
+
+    def below(u: str) -> str:
+        parts = urlsplit(u)
+        return urlunsplit(
+            (parts.scheme, parts.netloc, parts.path.rstrip("/") + "/" + path, parts.query, "")
+        )
+
+    target = urlsplit(below(base.url))
+    endpoint = Endpoint(
+        below(base.url),
+        below(base.redacted),
+        base.scheme,
+        base.host,
+        base.port,
+        target.path + (f"?{target.query}" if target.query else ""),
+        base.authorization,
+    )
+    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+    if endpoint.authorization:
+        headers["Authorization"] = endpoint.authorization
+    headers.update(config.headers)
+    for key in [k for k in headers if k.lower() in ("content-length", "transfer-encoding")]:
+        del headers[key]
+    return PreparedRequest(
+        endpoint,
+        "control",
+        _EMPTY,
+        headers,
+        timeout,
+        min(config.max_response_bytes or ERROR_BODY_BYTES, ERROR_BODY_BYTES),
+        method="GET",
+    )
+
+
+def interpret_readiness(raw: RawResponse) -> bool | None:
+    """What a control probe's answer says: ``True`` (200), ``False`` (any other status),
+    or ``None`` when the server has no such route (404, 405, 501): ask for the metadata instead.
+
+    Example:
+        >>> interpret_readiness(RawResponse(200, "OK", None, b"ok"))
+        True
+        >>> interpret_readiness(RawResponse(503, "Service Unavailable", None, b"not ready"))
+        False
+        >>> interpret_readiness(RawResponse(404, "Not Found", None, b"")) is None
+        True
+    """
+    if raw.status == 200:
+        return True
+    if raw.status in (404, 405, 501):
+        return None
+    return False
 
 
 def content_length(value: str | None, limit: int | None, endpoint: Endpoint) -> int | None:

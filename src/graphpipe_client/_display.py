@@ -1,17 +1,52 @@
-"""Plain-text and HTML renderings of metadata and errors (for terminals and Jupyter)."""
+"""Plain-text and HTML renderings of metadata and errors (for terminals and Jupyter).
+
+This module imports none of the types it renders at run time (only for type
+checking): the types import it, and the dependency goes one way.
+"""
 
 from __future__ import annotations
 
 import html
-from typing import TYPE_CHECKING
-
-from ._exceptions import MESSAGE_ENTRIES, MESSAGE_ENTRY_CHARS
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
-    from ._exceptions import GraphPipeError
+    from ._exceptions import ErrorEntry, GraphPipeError
     from ._messages import IOMetadata, ModelMetadata
 
-__all__ = ["exception_html", "io_text", "metadata_html", "metadata_text"]
+__all__ = [
+    "MESSAGE_ENTRIES",
+    "MESSAGE_ENTRY_CHARS",
+    "exception_html",
+    "io_text",
+    "metadata_html",
+    "metadata_text",
+    "remote_error_message",
+]
+
+#: At most this many entries, each cut to this many characters, are rendered in
+#: a :class:`RemoteError`'s message (``.errors`` keeps them all): a hostile
+#: response can point thousands of entries at one long message.
+MESSAGE_ENTRIES: Final = 100
+MESSAGE_ENTRY_CHARS: Final = 4096
+
+
+def remote_error_message(errors: tuple[ErrorEntry, ...]) -> str:
+    """Render the entries of a server's ``errors`` vector, one after the other (bounded)."""
+    if not errors:
+        return "the server reported an error without entries"
+    head = f"the server reported {len(errors)} error{'s' if len(errors) != 1 else ''}"
+    lines = []
+    for e in errors[:MESSAGE_ENTRIES]:
+        text = e.message
+        if len(text) > MESSAGE_ENTRY_CHARS:
+            text = (
+                text[:MESSAGE_ENTRY_CHARS]
+                + f"... ({len(e.message) - MESSAGE_ENTRY_CHARS} more characters)"
+            )
+        lines.append(f"[code {e.code}] {text}")
+    if len(errors) > MESSAGE_ENTRIES:
+        lines.append(f"... and {len(errors) - MESSAGE_ENTRIES} more")
+    return head + ": " + "; ".join(lines)
 
 
 def _shape_text(io: IOMetadata) -> str:

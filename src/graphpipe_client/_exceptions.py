@@ -17,7 +17,8 @@ Every error the package raises derives from :class:`GraphPipeError`::
     │       └── DeadlineExceeded  the whole call outlasted ``Timeout(total=...)``
     ├── ResponseTooLargeError  the response exceeds ``max_response_bytes``
     ├── HTTPStatusError        the server answered with a non-200 status
-    └── RemoteError            the server answered 200 with ``errors`` entries
+    ├── RemoteError            the server answered 200 with ``errors`` entries
+    └── BatchError             one batch of ``execute_batched`` failed (rows, and the error)
 
 Every exception pickles (for ``multiprocessing``) and keeps the underlying
 cause chained as ``__cause__``.
@@ -26,9 +27,12 @@ cause chained as ``__cause__``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
+
+from ._display import exception_html, remote_error_message
 
 __all__ = [
+    "BatchError",
     "ConnectError",
     "ConnectTimeout",
     "DeadlineExceeded",
@@ -78,8 +82,6 @@ class GraphPipeError(Exception):
         return {"message": self.message}
 
     def _repr_html_(self) -> str:
-        from ._display import exception_html
-
         return exception_html(self)
 
 
@@ -258,30 +260,61 @@ class RemoteError(GraphPipeError):
         return {"message": self.message, "errors": self.errors}
 
 
-#: At most this many entries, each cut to this many characters, are rendered in
-#: a :class:`RemoteError`'s message (``.errors`` keeps them all): a hostile
-#: response can point thousands of entries at one long message.
-MESSAGE_ENTRIES: Final = 100
-MESSAGE_ENTRY_CHARS: Final = 4096
+class BatchError(GraphPipeError):
+    """One batch of an ``execute_batched`` run failed: which rows, and the error it got.
 
+    The original, typed error (an :class:`HTTPStatusError`, a
+    :class:`ReadTimeout`, ...) is :attr:`error` and also ``__cause__``.
 
-def remote_error_message(errors: tuple[ErrorEntry, ...]) -> str:
-    """Render the entries of a server's ``errors`` vector, one after the other (bounded)."""
-    if not errors:
-        return "the server reported an error without entries"
-    head = f"the server reported {len(errors)} error{'s' if len(errors) != 1 else ''}"
-    lines = []
-    for e in errors[:MESSAGE_ENTRIES]:
-        text = e.message
-        if len(text) > MESSAGE_ENTRY_CHARS:
-            text = (
-                text[:MESSAGE_ENTRY_CHARS]
-                + f"... ({len(e.message) - MESSAGE_ENTRY_CHARS} more characters)"
-            )
-        lines.append(f"[code {e.code}] {text}")
-    if len(errors) > MESSAGE_ENTRIES:
-        lines.append(f"... and {len(errors) - MESSAGE_ENTRIES} more")
-    return head + ": " + "; ".join(lines)
+    Attributes:
+        start: the first row of the failed batch (counted over the whole run).
+        stop: one past its last row, so the rows are ``start:stop``.
+        index: the batch's position in the run (0 for the first batch).
+        error: what the batch raised.
+
+    Example:
+        >>> import pickle
+        >>> from graphpipe_client import BatchError, HTTPStatusError
+        >>> cause = HTTPStatusError("HTTP 400 from http://h/: bad row", status_code=400)
+        >>> exc = BatchError(start=256, stop=512, index=1, error=cause)
+        >>> str(exc)
+        'rows 256:512 (batch 1) failed: HTTP 400 from http://h/: bad row'
+        >>> again = pickle.loads(pickle.dumps(exc))
+        >>> (again.rows, again.error.status_code, again.__cause__ is again.error)
+        (range(256, 512), 400, True)
+    """
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        start: int,
+        stop: int,
+        index: int,
+        error: GraphPipeError,
+    ) -> None:
+        if message is None:
+            message = f"rows {start}:{stop} (batch {index}) failed: {error}"
+        super().__init__(message)
+        self.start = start
+        self.stop = stop
+        self.index = index
+        self.error = error
+        self.__cause__ = error
+
+    @property
+    def rows(self) -> range:
+        """The failed rows, ``range(start, stop)``."""
+        return range(self.start, self.stop)
+
+    def _init_kwargs(self) -> dict[str, Any]:
+        return {
+            "message": self.message,
+            "start": self.start,
+            "stop": self.stop,
+            "index": self.index,
+            "error": self.error,
+        }
 
 
 # The classes are used as ``graphpipe_client.HTTPStatusError``: tracebacks,

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._display import io_text, metadata_html, metadata_text
 from ._exceptions import ErrorEntry
 
 __all__ = [
@@ -69,8 +70,6 @@ class IOMetadata:
     dtype: np.dtype[np.generic] | None = None
 
     def __str__(self) -> str:
-        from ._display import io_text
-
         return io_text(self)
 
 
@@ -103,13 +102,9 @@ class ModelMetadata:
         return tuple(io.name for io in self.outputs)
 
     def __str__(self) -> str:
-        from ._display import metadata_text
-
         return metadata_text(self)
 
     def _repr_html_(self) -> str:
-        from ._display import metadata_html
-
         return metadata_html(self)
 
 

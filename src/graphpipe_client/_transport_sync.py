@@ -351,6 +351,8 @@ _transports_lock = threading.Lock()
 def _after_fork_in_child() -> None:
     # The child must never speak on the parent's sockets: forget them. They are
     # not closed (no shutdown, no TLS close_notify): the parent keeps using them.
+    global _transports_lock
+    _transports_lock = threading.Lock()
     for transport in list(_transports):
         transport._forget_connections()
 
@@ -401,6 +403,7 @@ class SyncTransport:
         # child's copies of the parent's file descriptors behind its back.
         self._abandoned.append(self._managers)
         self._managers = {}
+        self._managers_lock = threading.Lock()  # another thread may have held it at fork
 
     def close(self) -> None:
         """Close every pooled connection."""

@@ -21,12 +21,15 @@ from typing import Any
 import numpy as np
 
 from ._async_client import AsyncClient
+from ._batched import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, OnError
 from ._config import UNSET, TimeoutTypes, Unset
 from ._messages import ModelMetadata
+from ._progress import ProgressArg
 from ._shared import SharedClient, io_names, io_shapes, io_types
 
 __all__ = [
     "execute",
+    "execute_batched",
     "execute_multi",
     "execute_named",
     "get_input_names",
@@ -92,6 +95,39 @@ async def execute_named(
     """
     return await shared_client().execute_named(
         inputs, output_names, config=config, url=uri, timeout=timeout
+    )
+
+
+async def execute_batched(
+    uri: str,
+    inputs: Any,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    input_names: Sequence[str | None] | None = None,
+    output_names: Sequence[str] | None = None,
+    config: str | bytes | None = None,
+    progress: ProgressArg = None,
+    on_error: OnError | None = None,
+    timeout: TimeoutTypes | Unset = UNSET,
+) -> np.ndarray | list[np.ndarray]:
+    """Run the model at ``uri`` on a whole dataset, ``batch_size`` rows per request.
+
+    See :meth:`AsyncClient.execute_batched <graphpipe_client.AsyncClient.execute_batched>`
+    (the shared client keeps up to 10 connections per host: keep
+    ``concurrency`` at or below that).
+    """
+    return await shared_client().execute_batched(
+        inputs,
+        batch_size,
+        concurrency=concurrency,
+        input_names=input_names,
+        output_names=output_names,
+        config=config,
+        progress=progress,
+        on_error=on_error,
+        url=uri,
+        timeout=timeout,
     )
 
 
