@@ -95,6 +95,12 @@ BUFFER_BYTES: Final = 16 * 1024
 READ_LIMIT: Final = 2 * h11.MAX_HEAD_BYTES + 8192
 
 
+#: What :meth:`_Connection.write_request` managed: nothing provably, part, all.
+UNSENT: Final = 0
+PARTLY: Final = 1
+SENT: Final = 2
+
+
 class _DeadlinePassed(Exception):
     """The call's deadline passed while waiting."""
 
@@ -323,32 +329,42 @@ class _Connection(asyncio.BufferedProtocol):
 
     async def write_request(
         self, head: bytes, segments: tuple[Any, ...], nbytes: int, clock: _Clock
-    ) -> bool:
-        """Write a request; whether it was provably handed over in full (False: it was not)."""
+    ) -> int:
+        """Write a request: :data:`SENT` (provably handed over in full), :data:`PARTLY`, :data:`UNSENT`.
+
+        ``UNSENT``: the connection failed at the first write, the one of a small
+        request or of a large one's head. ``PARTLY``: it failed after part of a
+        large request went out (the server may have answered early, a 413,
+        and the answer been lost with the connection).
+        """
         transport = self.transport
         assert transport is not None
         if self.lost or transport.is_closing():
-            return False
+            return UNSENT
         self.requests += 1
         self.drained = False
         if nbytes <= SMALL_BODY:
             transport.write(b"".join((head, *segments)))
         else:
             transport.write(head)
+            if transport.is_closing():
+                return UNSENT
             for segment in segments:
                 view = memoryview(segment).cast("B")
                 for begin in range(0, view.nbytes, SEND_SLICE):
                     while self.writing_paused and not self.lost:
                         await self.wait(clock)
                     if self.lost or transport.is_closing():
-                        return False
+                        return PARTLY
                     self.drained = False
                     transport.write(view[begin : begin + SEND_SLICE])  # straight from the array
         while self.writing_paused and not self.lost:
             await self.wait(clock)
         if self.lost or transport.is_closing():
-            return self.drained and not self.writing_paused
-        return True
+            if self.drained and not self.writing_paused:
+                return SENT
+            return UNSENT if nbytes <= SMALL_BODY else PARTLY
+        return SENT
 
     async def read_head(self, clock: _Clock) -> h11.ResponseHead:
         """The final response's head; interim 1xx responses are skipped (RFC 9110 §15.2)."""
@@ -716,10 +732,14 @@ class AsyncioTransport:
         try:
             head = self._head(req) + b"%d\r\n\r\n" % body.nbytes
             try:
-                sent = await conn.write_request(head, body.segments, body.nbytes, clock)
+                written = await conn.write_request(head, body.segments, body.nbytes, clock)
             except _WaitTimedOut as exc:
                 raise TimeoutError from exc
+            sent = written == SENT
             write_error = None if sent else (conn.error or ConnectionResetError("closed"))
+            # Sent once more only when the first write failed: part of a large
+            # request may have drawn an early answer that the reset then lost.
+            may_resend = may_resend and written == UNSENT
             try:
                 response = await conn.read_head(clock)
             except (
