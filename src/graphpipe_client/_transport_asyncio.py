@@ -304,11 +304,14 @@ class _Connection(asyncio.BufferedProtocol):
         return not poller.poll(0)
 
     def abort(self) -> None:
-        if self.transport is not None:
+        # Not once connection_lost has run: Python 3.11's selector transport,
+        # closed by the peer while its write buffer was draining, has let go
+        # of its loop by then without counting itself lost, and abort() fails.
+        if self.transport is not None and not self.gone:
             self.transport.abort()
 
     def close(self) -> None:
-        if self.transport is not None:
+        if self.transport is not None and not self.gone:
             self.transport.close()
 
     async def closed(self, timeout: float) -> None:
