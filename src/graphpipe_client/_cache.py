@@ -13,10 +13,12 @@ from __future__ import annotations
 import hashlib
 import sys
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from itertools import chain, compress
+from operator import attrgetter, itemgetter
+from typing import Any, Final, cast
 
 import numpy as np
 
@@ -58,25 +60,61 @@ class CacheStats:
     nbytes: int
 
 
+#: Python's own bytes per entry besides the stored rows: the key's bytes object,
+#: the entry, its tuple and its node in the LRU's ordered dict (approximate).
+_ENTRY_OVERHEAD: Final = sys.getsizeof(bytes(KEY_BYTES)) + 48 + 64 + 104
+
+
 class _Entry:
-    """One cached row: its outputs (each a 1-row array that owns its memory) and their size."""
+    """One cached row: per output its bytes (numeric) or its elements (strings); its size.
 
-    __slots__ = ("nbytes", "outputs", "signature")
+    ``sig`` names (per cache) the dtypes and row shapes of every output, so
+    that rows can be stacked only with rows of the same kind.
+    """
 
-    def __init__(self, outputs: tuple[np.ndarray, ...], signature: tuple[Any, ...]) -> None:
-        self.outputs = outputs
-        self.signature = signature
-        size = KEY_BYTES + sys.getsizeof(self)
-        for out in outputs:
-            size += sys.getsizeof(out)  # the array object and the data it owns
-            if out.dtype.kind == "O":
-                size += sum(sys.getsizeof(v) for v in out.reshape(-1).tolist())
-        self.nbytes = size
+    __slots__ = ("nbytes", "rows", "sig")
+
+    def __init__(self, rows: tuple[bytes | tuple[bytes, ...], ...], sig: int, nbytes: int) -> None:
+        self.rows = rows
+        self.sig = sig
+        self.nbytes = nbytes
 
 
-def _signature(outputs: Sequence[np.ndarray]) -> tuple[Any, ...]:
+Signature = tuple[tuple[str, tuple[int, ...]], ...]
+
+
+def _signature(outputs: Sequence[np.ndarray]) -> Signature:
     """What the rows of every output must share to be stacked: dtype and row shape."""
-    return tuple((o.dtype.str, o.shape[1:]) for o in outputs)
+    return tuple((o.dtype.str, tuple(o.shape[1:])) for o in outputs)
+
+
+def _split_rows(o: np.ndarray, n: int) -> tuple[list[bytes] | list[tuple[bytes, ...]], list[int]]:
+    """Each of ``n`` rows of one output, as its own copy; and what each costs in memory."""
+    if o.dtype.kind == "O":
+        elems = [tuple(r) for r in o.reshape(n, -1).tolist()]
+        sizes = [sys.getsizeof(t) + sum(map(sys.getsizeof, t)) for t in elems]
+        return elems, sizes
+    rb = o.nbytes // n
+    if rb == 0:
+        return [b""] * n, [sys.getsizeof(b"")] * n
+    flat = np.ascontiguousarray(o).reshape(n, rb // o.itemsize).view(np.uint8)
+    rows = cast("list[bytes]", flat.view(np.dtype((np.void, rb))).ravel().tolist())
+    return rows, [sys.getsizeof(rows[0])] * n
+
+
+def _stack(entries: Sequence[_Entry], j: int, sig: Signature) -> np.ndarray:
+    """Output ``j`` of the rows ``entries``, stacked in that order into a new array."""
+    dtype, row_shape = np.dtype(sig[j][0]), sig[j][1]
+    parts = list(map(itemgetter(j), map(attrgetter("rows"), entries)))
+    shape = (len(entries), *row_shape)
+    if dtype.kind == "O":
+        count = int(np.prod(shape, dtype=np.int64))
+        flat = np.fromiter(chain.from_iterable(parts), dtype=object, count=count)
+        return flat.reshape(shape)
+    out = np.empty(shape, dtype)
+    if out.nbytes:
+        out.reshape(-1).view(np.uint8)[:] = np.frombuffer(b"".join(parts), np.uint8)
+    return out
 
 
 class RowCache:
@@ -135,6 +173,8 @@ class RowCache:
         self._misses = 0
         self._evictions = 0
         self._bypassed = 0
+        self._sigs: dict[Signature, int] = {}
+        self._sig_list: list[Signature] = []
 
     @property
     def max_bytes(self) -> int:
@@ -201,15 +241,14 @@ class RowCache:
             return full()
         prepared = [prepare_tensor(a, f"inputs[{i}]") for i, a in enumerate(arrays)]
         keys = self._keys(url, prepared, rows, input_names, output_names, config)
-        found: list[_Entry | None] = []
         with self._lock:
-            get, move = self._entries.get, self._entries.move_to_end
-            for k in keys:
-                e = get(k)
-                if e is not None:
-                    move(k)
-                found.append(e)
-        missing = [i for i, e in enumerate(found) if e is None]
+            found: list[_Entry | None] = list(map(self._entries.get, keys))
+            # Refresh every hit's place in the LRU (in C: no Python loop per row).
+            deque(map(self._entries.move_to_end, compress(keys, found)), maxlen=0)
+            n_missing = found.count(None)
+            self._hits += rows - n_missing
+            self._misses += n_missing
+        missing = [i for i, e in enumerate(found) if e is None] if n_missing else []
         # A row repeated within the call is sent once.
         first: dict[bytes, int] = {}
         send_rows: list[int] = []
@@ -221,9 +260,6 @@ class RowCache:
                 j = first[k] = len(send_rows)
                 send_rows.append(i)
             slot.append(j)
-        with self._lock:
-            self._hits += rows - len(missing)
-            self._misses += len(missing)
         call = CachedCall(self, keys, found, missing, send_rows, slot, full)
         if not send_rows:
             call.finish_hits()
@@ -277,13 +313,15 @@ class RowCache:
                 views.append((flat, p.nbytes // rows, None))
         keys: list[bytes] = []
         copy = h.copy
-        only = views[0][0] if len(views) == 1 else None
-        if only is not None:  # one numeric input: the common case, kept tight
+        only = prepared[0] if len(prepared) == 1 else None
+        if isinstance(only, np.ndarray) and views[0][1]:  # one numeric input: the common case
             rb = views[0][1]
-            for i in range(rows):
+            append = keys.append
+            void = only.reshape(rows, -1).view(np.uint8).view(np.dtype((np.void, rb)))
+            for row in cast("list[bytes]", void.ravel().tolist()):
                 r = copy()
-                r.update(only[i * rb : (i + 1) * rb])
-                keys.append(r.digest())
+                r.update(row)
+                append(r.digest())
             return keys
         for i in range(rows):
             r = copy()
@@ -296,6 +334,15 @@ class RowCache:
                         r.update(v)
             keys.append(r.digest())
         return keys
+
+    def _sig_id(self, sig: Signature) -> int:
+        """A small int naming ``sig`` in this cache (compared by the thousands per call)."""
+        with self._lock:
+            sid = self._sigs.get(sig)
+            if sid is None:
+                sid = self._sigs[sig] = len(self._sig_list)
+                self._sig_list.append(sig)
+            return sid
 
     def _store(self, keys: Sequence[bytes], entries: Sequence[_Entry]) -> None:
         with self._lock:
@@ -312,6 +359,10 @@ class RowCache:
                 _, old = table.popitem(last=False)
                 self._nbytes -= old.nbytes
                 self._evictions += 1
+
+    def _signature_of(self, sid: int) -> Signature:
+        with self._lock:
+            return self._sig_list[sid]
 
     def _bypass(self) -> None:
         with self._lock:
@@ -372,12 +423,13 @@ class CachedCall:
 
     def finish_hits(self) -> None:
         """Every row was cached: stack the stored rows."""
-        entries = [e for e in self._found if e is not None]
-        sig = entries[0].signature
-        if any(e.signature != sig for e in entries):
+        entries: list[_Entry] = self._found  # type: ignore[assignment]  # no None left
+        sigs = set(map(attrgetter("sig"), entries))
+        if len(sigs) != 1:
             self._fallback()
             return
-        self.result = [np.concatenate([e.outputs[j] for e in entries]) for j in range(len(sig))]
+        sig = self._cache._signature_of(sigs.pop())
+        self.result = [_stack(entries, j, sig) for j in range(len(sig))]
 
     def _fallback(self) -> None:
         """The rows cannot be put together: send the whole call, keep nothing."""
@@ -403,26 +455,31 @@ class CachedCall:
             self._fallback()
             return
         sig = _signature(outputs)
+        sid = self._cache._sig_id(sig)
         hits = [(i, e) for i, e in enumerate(self._found) if e is not None]
-        if any(e.signature != sig for _, e in hits):
+        if any(e.sig != sid for _, e in hits):
             self._fallback()
             return
-        new = [_Entry(tuple(o[k : k + 1].copy() for o in outputs), sig) for k in range(n)]
+        per_output = [_split_rows(o, n) for o in outputs]
+        sizes = [_ENTRY_OVERHEAD + sum(t) for t in zip(*(sz for _, sz in per_output), strict=True)]
+        rows = list(zip(*(r for r, _ in per_output), strict=True)) if outputs else [()] * n
+        new = [_Entry(r, sid, size) for r, size in zip(rows, sizes, strict=True)]
         self._cache._store([self._keys[i] for i in self._send], new)
-        rows = len(self._keys)
-        if not hits and n == rows:
+        total = len(self._keys)
+        if not hits and n == total:
             self.result = outputs  # all rows sent, none repeated: the answer is the result
             return
         miss_idx = np.asarray(self._missing, dtype=np.intp)
         slot_idx = np.asarray(self._slot, dtype=np.intp)
         hit_idx = np.asarray([i for i, _ in hits], dtype=np.intp)
+        hit_entries = [e for _, e in hits]
         result = []
         for j, o in enumerate(outputs):
-            shape = (rows, *o.shape[1:])
+            shape = (total, *o.shape[1:])
             out = np.empty(shape, dtype=object) if o.dtype.kind == "O" else np.empty(shape, o.dtype)
             out[miss_idx] = o[slot_idx]
             if hits:
-                out[hit_idx] = np.concatenate([e.outputs[j] for _, e in hits])
+                out[hit_idx] = _stack(hit_entries, j, sig)
             result.append(out)
         self.result = result
 
