@@ -251,7 +251,7 @@ def test_lru_eviction_is_by_bytes_and_recency(doubler: GraphPipeServer) -> None:
     with Client(doubler.url, cache=probe) as client:
         client.execute(np.zeros((1, 100)))
     per_row = probe.stats.nbytes  # what one row of 100 float64 costs, key included
-    assert 800 + 32 < per_row < 800 + 32 + 512
+    assert 800 + 32 < per_row < 800 + 32 + 1024
     cache = RowCache(max_bytes=per_row * 4)
     rows = np.arange(600.0).reshape(6, 100)
     with Client(doubler.url, cache=cache) as client:
@@ -424,3 +424,40 @@ def test_cached_equals_uncached(
             assert len(got) == len(want)
             for g, w in zip(got, want, strict=True):
                 assert _same(g, w), (g, w)
+
+
+def test_the_bytes_counted_are_the_memory_held(doubler: GraphPipeServer) -> None:
+    """``nbytes`` (what ``max_bytes`` bounds) is at least the memory really held, and near it."""
+    import gc
+    import tracemalloc
+
+    cache = RowCache(max_bytes=1 << 30)
+    x = np.random.default_rng(1).random((20_000, 4))
+    with Client(doubler.url, cache=cache) as client:
+        client.execute(x[:10])
+        gc.collect()
+        tracemalloc.start()
+        try:
+            client.execute(x)
+            gc.collect()
+            held, _ = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    counted = cache.stats.nbytes * (20_000 - 10) / 20_000
+    # Python's dict grows by doubling: the real overhead per entry moves with the
+    # table's fill; the count takes the high end, so max_bytes is a true bound.
+    assert 0.4 < held / counted < 1.1, (held, counted)
+
+
+def test_the_guide_example_runs_as_written() -> None:
+    import contextlib
+    import io
+    import re
+    from pathlib import Path
+
+    guide = Path(__file__).parent.parent / "docs" / "cache.md"
+    block = re.findall(r"```python\n(.*?)```", guide.read_text(encoding="utf-8"), flags=re.S)[0]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(block, "cache.md", "exec"), {})
+    assert out.getvalue().strip() == "[[6.0, 8.0], [10.0, 12.0]] 1 3"
