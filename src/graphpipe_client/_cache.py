@@ -232,7 +232,7 @@ class RowCache:
         """The request to send (bypassing the cache) or the cached call's state machine."""
 
         def full() -> PreparedRequest:
-            return prepare_infer(cfg, url, inputs, input_names, output_names, config, timeout)
+            return prepare_infer(cfg, url, arrays, input_names, output_names, config, timeout)
 
         items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
         arrays = [_as_array(v, f"inputs[{i}]") for i, v in enumerate(items)]
@@ -287,8 +287,12 @@ class RowCache:
         config: str | bytes | None,
     ) -> list[bytes]:
         h = hashlib.blake2b(digest_size=KEY_BYTES, person=b"gp-rowcache-v1")
-        model = self._model_key if self._model_key is not None else parse_endpoint(url).url
-        _field(h, b"M" + model.encode("utf-8", "surrogateescape"))
+        # A model_key and a URL never spell the same field, even if the key is a URL.
+        if self._model_key is not None:
+            model = b"K" + self._model_key.encode("utf-8", "surrogateescape")
+        else:
+            model = b"U" + parse_endpoint(url).url.encode("utf-8", "surrogateescape")
+        _field(h, model)
         _field(h, _config(config))
         in_names = _names(input_names, len(prepared), "input_names")
         out_names = _names(output_names, None, "output_names")
