@@ -250,3 +250,13 @@ def test_batched_execution_is_public_on_every_surface() -> None:
     for fn in (remote.execute_batched, aio.execute_batched):
         theirs = inspect.signature(fn).parameters
         assert set(ours) - {"self", "url"} == set(theirs) - {"uri"}
+
+
+def test_the_row_cache_is_public_and_in_the_reference() -> None:
+    """``RowCache`` (``Client(url, cache=...)``) and its ``CacheStats`` are API, documented."""
+    reference = (SRC.parent.parent / "docs" / "reference.md").read_text(encoding="utf-8")
+    for name in ("RowCache", "CacheStats"):
+        assert name in graphpipe_client.__all__
+        assert f"::: graphpipe_client.{name}" in reference
+    assert "cache" in inspect.signature(graphpipe_client.Client).parameters
+    assert "cache" in inspect.signature(graphpipe_client.AsyncClient).parameters

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from . import aio, codec, remote
 from ._async_client import AsyncClient
+from ._cache import CacheStats, RowCache
 from ._client import Client
 from ._config import UNSET, ClientConfig, RetryPolicy, Timeout
 from ._dtypes import DataType
@@ -43,6 +44,7 @@ __all__ = [
     "UNSET",
     "AsyncClient",
     "BatchError",
+    "CacheStats",
     "Client",
     "ClientConfig",
     "ConnectError",
@@ -63,6 +65,7 @@ __all__ = [
     "RemoteError",
     "ResponseTooLargeError",
     "RetryPolicy",
+    "RowCache",
     "TLSError",
     "Timeout",
     "TimeoutError",

@@ -12,6 +12,7 @@ import numpy as np
 
 from ._batched import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, OnError, check_run_options
 from ._batched_run import run_tasks, stream_tasks
+from ._cache import InferCall
 from ._client_base import ClientBase, outputs_by_name
 from ._config import UNSET, Timeout, TimeoutTypes, Unset
 from ._core import (
@@ -74,7 +75,7 @@ class AsyncClient(ClientBase[AsyncTransport]):
     ) -> np.ndarray | list[np.ndarray]:
         """Run the model on one input; see :meth:`Client.execute <graphpipe_client.Client.execute>`."""
         req = self._prepare_execute(inp, input_name, output_name, config, url, timeout)
-        return shape_outputs(interpret_infer(req, await self._send(req)))
+        return shape_outputs(await self._infer(req))
 
     async def execute_multi(
         self,
@@ -88,7 +89,7 @@ class AsyncClient(ClientBase[AsyncTransport]):
     ) -> list[np.ndarray]:
         """Run the model on several inputs; see :meth:`Client.execute_multi <graphpipe_client.Client.execute_multi>`."""
         req = self._prepare_execute_multi(inputs, input_names, output_names, config, url, timeout)
-        return interpret_infer(req, await self._send(req))
+        return await self._infer(req)
 
     async def execute_named(
         self,
@@ -102,7 +103,7 @@ class AsyncClient(ClientBase[AsyncTransport]):
         """Run the model; every output under its name. See :meth:`Client.execute_named <graphpipe_client.Client.execute_named>`."""
         req = self._prepare_named(inputs, output_names, config, url, timeout)
         meta = None if output_names is not None else await self.metadata(url=url, timeout=timeout)
-        return outputs_by_name(output_names, meta, interpret_infer(req, await self._send(req)))
+        return outputs_by_name(output_names, meta, await self._infer(req))
 
     async def metadata(
         self,
@@ -157,7 +158,7 @@ class AsyncClient(ClientBase[AsyncTransport]):
 
         async def call(arrays: list[np.ndarray]) -> list[np.ndarray]:
             req = prepare(arrays)
-            return interpret_infer(req, await self._send(req))
+            return await self._infer(req)
 
         reporter = self._reporter(progress, plan.rows)
         outputs = await run_tasks(plan, call, concurrency, reporter, on_error)
@@ -201,7 +202,7 @@ class AsyncClient(ClientBase[AsyncTransport]):
 
         async def call(arrays: list[np.ndarray]) -> list[np.ndarray]:
             req = prepare(arrays)
-            return interpret_infer(req, await self._send(req))
+            return await self._infer(req)
 
         reporter = self._stream_reporter(progress)
         return stream_tasks(batches, call, concurrency, reporter, on_error, input_names)
@@ -260,6 +261,14 @@ class AsyncClient(ClientBase[AsyncTransport]):
             return self._metadata_answer(which, metadata, await self._transport.send(metadata))
         except GraphPipeError as exc:
             return False, f"{type(exc).__name__}: {exc}"
+
+    async def _infer(self, call: InferCall) -> list[np.ndarray]:
+        """Send a request and interpret its answer; through the row cache, as it directs."""
+        if isinstance(call, PreparedRequest):
+            return interpret_infer(call, await self._send(call))
+        while call.req is not None:
+            call.feed(interpret_infer(call.req, await self._send(call.req)))
+        return call.result
 
     async def _send(self, req: PreparedRequest) -> RawResponse:
         span = start_span(req, req.tensor_count)

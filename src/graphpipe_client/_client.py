@@ -11,6 +11,7 @@ import numpy as np
 
 from ._batched import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, OnError, check_run_options
 from ._batched_run import run_threads, stream_threads
+from ._cache import InferCall
 from ._client_base import ClientBase, outputs_by_name
 from ._config import UNSET, Timeout, TimeoutTypes, Unset
 from ._core import (
@@ -71,6 +72,9 @@ class Client(ClientBase[SyncTransport]):
         trust_env: honour ``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY`` and
             ``NO_PROXY`` (read when the client is created) when ``proxy`` is
             not given. Default ``True``, as in requests and httpx.
+        cache: a :class:`RowCache`: each call's input rows are looked up
+            first and only the missing rows are sent (``docs/cache.md``).
+            Default ``None``: no cache.
 
     Example:
         >>> import numpy as np
@@ -109,7 +113,7 @@ class Client(ClientBase[SyncTransport]):
             DecodeError: the response is malformed.
         """
         req = self._prepare_execute(inp, input_name, output_name, config, url, timeout)
-        return shape_outputs(interpret_infer(req, self._send(req)))
+        return shape_outputs(self._infer(req))
 
     def execute_multi(
         self,
@@ -129,7 +133,7 @@ class Client(ClientBase[SyncTransport]):
         string handed to the model.
         """
         req = self._prepare_execute_multi(inputs, input_names, output_names, config, url, timeout)
-        return interpret_infer(req, self._send(req))
+        return self._infer(req)
 
     def execute_named(
         self,
@@ -159,7 +163,7 @@ class Client(ClientBase[SyncTransport]):
         """
         req = self._prepare_named(inputs, output_names, config, url, timeout)
         meta = None if output_names is not None else self.metadata(url=url, timeout=timeout)
-        return outputs_by_name(output_names, meta, interpret_infer(req, self._send(req)))
+        return outputs_by_name(output_names, meta, self._infer(req))
 
     def metadata(
         self,
@@ -250,7 +254,7 @@ class Client(ClientBase[SyncTransport]):
 
         def call(arrays: list[np.ndarray]) -> list[np.ndarray]:
             req = prepare(arrays)
-            return interpret_infer(req, self._send(req))
+            return self._infer(req)
 
         reporter = self._reporter(progress, plan.rows)
         outputs = run_threads(plan, call, concurrency, reporter, on_error)
@@ -297,7 +301,7 @@ class Client(ClientBase[SyncTransport]):
 
         def call(arrays: list[np.ndarray]) -> list[np.ndarray]:
             req = prepare(arrays)
-            return interpret_infer(req, self._send(req))
+            return self._infer(req)
 
         reporter = self._stream_reporter(progress)
         return stream_threads(batches, call, concurrency, reporter, on_error, input_names)
@@ -369,6 +373,14 @@ class Client(ClientBase[SyncTransport]):
             return self._metadata_answer(which, metadata, self._transport.send(metadata))
         except GraphPipeError as exc:
             return False, f"{type(exc).__name__}: {exc}"
+
+    def _infer(self, call: InferCall) -> list[np.ndarray]:
+        """Send a request and interpret its answer; through the row cache, as it directs."""
+        if isinstance(call, PreparedRequest):
+            return interpret_infer(call, self._send(call))
+        while call.req is not None:
+            call.feed(interpret_infer(call.req, self._send(call.req)))
+        return call.result
 
     def _send(self, req: PreparedRequest) -> RawResponse:
         span = start_span(req, req.tensor_count)

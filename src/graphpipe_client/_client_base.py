@@ -12,6 +12,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 
 from ._batched import RowPlan, check_run_options
+from ._cache import InferCall, RowCache
 from ._config import (
     DEFAULT_MAX_RESPONSE_BYTES,
     ClientConfig,
@@ -102,7 +103,11 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         idempotent: bool = False,
         proxy: str | None = None,
         trust_env: bool = True,
+        cache: RowCache | None = None,
     ) -> None:
+        if cache is not None and not isinstance(cache, RowCache):
+            raise InvalidOption(f"cache must be a RowCache or None, not {type(cache).__name__}")
+        self._row_cache = cache
         if url is not None:
             parse_endpoint(url)  # fail early on a bad URL
         self._url = url
@@ -185,7 +190,7 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         config: str | bytes | None,
         url: str | None,
         timeout: TimeoutTypes | Unset,
-    ) -> PreparedRequest:
+    ) -> InferCall:
         self._check_open()
         if isinstance(inp, Mapping):
             if input_name is not None:
@@ -194,8 +199,7 @@ class ClientBase(abc.ABC, Generic[TransportT]):
                     "not both"
                 )
             names, arrays = _named_inputs(inp)
-            return prepare_infer(
-                self._config,
+            return self._prepare_infer(
                 self._resolve(url),
                 arrays,
                 names,
@@ -203,8 +207,7 @@ class ClientBase(abc.ABC, Generic[TransportT]):
                 config,
                 self._config.with_timeout(timeout),
             )
-        return prepare_infer(
-            self._config,
+        return self._prepare_infer(
             self._resolve(url),
             [inp],
             None if input_name is None else [input_name],
@@ -221,14 +224,13 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         config: str | bytes | None,
         url: str | None,
         timeout: TimeoutTypes | Unset,
-    ) -> PreparedRequest:
+    ) -> InferCall:
         self._check_open()
         if not isinstance(inputs, (list, tuple)):
             raise TypeError(
                 "execute_multi takes a list or tuple of inputs; for a single array use execute()"
             )
-        return prepare_infer(
-            self._config,
+        return self._prepare_infer(
             self._resolve(url),
             inputs,
             input_names,
@@ -244,7 +246,7 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         config: str | bytes | None,
         url: str | None,
         timeout: TimeoutTypes | Unset,
-    ) -> PreparedRequest:
+    ) -> InferCall:
         self._check_open()
         if isinstance(inputs, Mapping):
             names: list[str | None] | None
@@ -253,14 +255,31 @@ class ClientBase(abc.ABC, Generic[TransportT]):
             names, arrays = None, list(inputs)
         else:
             names, arrays = None, [inputs]
-        return prepare_infer(
-            self._config,
+        return self._prepare_infer(
             self._resolve(url),
             arrays,
             names,
             None if output_names is None else list(output_names),
             config,
             self._config.with_timeout(timeout),
+        )
+
+    def _prepare_infer(
+        self,
+        key: str,
+        arrays: Sequence[Any],
+        input_names: Sequence[str | None] | None,
+        output_names: Sequence[str] | None,
+        config: str | bytes | None,
+        timeout: Timeout,
+    ) -> InferCall:
+        """The request, or with a :class:`RowCache` the cached call (see ``_cache.py``)."""
+        if self._row_cache is None:
+            return prepare_infer(
+                self._config, key, arrays, input_names, output_names, config, timeout
+            )
+        return self._row_cache._call(
+            self._config, key, arrays, input_names, output_names, config, timeout
         )
 
     def _cached_metadata(self, url: str | None, refresh: bool) -> tuple[str, ModelMetadata | None]:
@@ -296,7 +315,7 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         config: str | bytes | None,
         url: str | None,
         timeout: TimeoutTypes | Unset,
-    ) -> tuple[RowPlan, Callable[[list[np.ndarray]], PreparedRequest]]:
+    ) -> tuple[RowPlan, Callable[[list[np.ndarray]], InferCall]]:
         """Check everything that can be checked before the first request; the plan and
         the function that makes one batch's request."""
         self._check_open()
@@ -323,14 +342,13 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         config: str | bytes | None,
         url: str | None,
         timeout: TimeoutTypes | Unset,
-    ) -> Callable[[list[np.ndarray]], PreparedRequest]:
+    ) -> Callable[[list[np.ndarray]], InferCall]:
         self._check_open()
         key = self._resolve(url)
         t = self._config.with_timeout(timeout)
-        cfg = self._config
 
-        def prepare(arrays: list[np.ndarray]) -> PreparedRequest:
-            return prepare_infer(cfg, key, arrays, input_names, output_names, config, t)
+        def prepare(arrays: list[np.ndarray]) -> InferCall:
+            return self._prepare_infer(key, arrays, input_names, output_names, config, t)
 
         return prepare
 
