@@ -44,6 +44,11 @@ class Client(ClientBase[SyncTransport]):
         url: the model URL, e.g. ``http://127.0.0.1:9000``. User-info in the
             URL (``http://user:pass@host``) is sent as HTTP Basic auth and
             never shown in messages.
+            A list of URLs is the replicas of one model: each call goes to
+            the one with the fewest requests in flight, one that refuses
+            connections or answers 503 is taken out of rotation until
+            ``is_ready`` says it is back (see ``docs/replicas.md`` and
+            :attr:`replicas`).
         timeout: seconds, a ``(connect, read)`` tuple, a :class:`Timeout`
             (which also takes ``total=``, a deadline for the whole call), or
             ``None`` to wait forever. Default: 5 s to connect, 60 s per read,

@@ -175,6 +175,17 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         failed, ejections, whether the replica is in rotation. Lists given as
         ``url=`` to calls (and to :mod:`~graphpipe_client.remote`) have theirs
         in :meth:`replica_stats`.
+
+        Example:
+            >>> import numpy as np
+            >>> from graphpipe_client import Client
+            >>> from graphpipe_client.testing import serve
+            >>> with serve(lambda x: x + 1) as a, serve(lambda x: x + 1) as b:
+            ...     with Client([a.url, b.url]) as client:
+            ...         for _ in range(4):  # one at a time: a tie each time, round-robin
+            ...             y = client.execute(np.zeros(2))
+            ...         [(s.sent, s.ready) for s in client.replicas]
+            [(2, True), (2, True)]
         """
         rs = self._replica_sets.get(self._url or "")
         return [] if rs is None else rs.stats()

@@ -14,10 +14,12 @@ Example:
     >>> second = rs.choose(set(), 0.0).index   # the other one: fewer in flight
     >>> sorted([first, second])
     [0, 1]
-    >>> rs.finished(first, ok=True)
-    >>> rs.eject(second, "ConnectError: refused", now=0.0)
-    >>> [s.ready for s in rs.stats()]
-    [True, False]
+    >>> rs.finished(first, ok=True)           # answered: no ejection
+    False
+    >>> rs.finished(second, ok=False, error="ConnectError: refused")   # ejected
+    True
+    >>> [(s.ready, s.sent, s.failed, s.ejections) for s in rs.stats()]
+    [(True, 1, 0, 0), (False, 1, 1, 1)]
 """
 
 from __future__ import annotations
@@ -185,7 +187,7 @@ class ReplicaSet:
     @staticmethod
     def key_of(urls: Sequence[str]) -> str:
         """The key a client files a list of replicas under: never a URL (URLs hold no spaces)."""
-        return "replicas: " + " ".join(urls)
+        return "replicas: " + " ".join(check_urls(urls))
 
     def __len__(self) -> int:
         return len(self._replicas)
