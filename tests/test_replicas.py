@@ -417,3 +417,24 @@ def test_remote_and_aio_take_a_list_of_urls(replicas: Any) -> None:
 
     asyncio.run(main())
     assert ca.calls + cb.calls == 12
+
+
+def test_aclose_waits_for_the_background_probes(replicas: Any) -> None:
+    from graphpipe_client import _replica_io
+
+    (a, _), (b, _) = replicas(), replicas()
+    b.stop()
+
+    async def main() -> None:
+        client = AsyncClient([a.url, b.url], retries=2)
+        rs = client._replica_sets[ReplicaSet.key_of(client.urls)]
+        rs.backoff = 0.01
+        for _ in range(3):
+            await client.execute(np.ones(2))  # b refuses: ejected for ~10 ms
+        await asyncio.sleep(0.03)
+        await client.execute(np.ones(2))  # b's back-off is over: probed in a task
+        await client.aclose()
+        assert not any(c is client for c in _replica_io._TASKS.values())
+        assert not rs.stats()[1].ready  # the probe failed or was cancelled: still out
+
+    asyncio.run(main())

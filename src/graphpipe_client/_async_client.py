@@ -26,7 +26,7 @@ from ._exceptions import GraphPipeError
 from ._exceptions import TimeoutError as GPTimeoutError
 from ._messages import ModelMetadata
 from ._progress import ProgressArg
-from ._replica_io import probe_all_async, replica_attempts_async
+from ._replica_io import cancel_probes, probe_all_async, replica_attempts_async
 from ._tracing import start_span
 from ._transport_async import AsyncTransport
 
@@ -295,6 +295,8 @@ class AsyncClient(ClientBase[AsyncTransport]):
     async def aclose(self) -> None:
         """Close the connections of the running loop. The client cannot be used afterwards."""
         self._closed = True
+        if self._replica_sets:
+            await cancel_probes(self)
         await self._transport.aclose()
 
     async def __aenter__(self) -> AsyncClient:

@@ -34,7 +34,13 @@ if TYPE_CHECKING:
     from ._async_client import AsyncClient
     from ._client import Client
 
-__all__ = ["probe_all_async", "probe_all_sync", "replica_attempts", "replica_attempts_async"]
+__all__ = [
+    "cancel_probes",
+    "probe_all_async",
+    "probe_all_sync",
+    "replica_attempts",
+    "replica_attempts_async",
+]
 
 #: A probe of a replica out of rotation waits at most this long to connect, and to read.
 PROBE_TIMEOUT = (2.0, 5.0)
@@ -272,8 +278,8 @@ async def _aprobe_one(
         return False, f"{type(exc).__name__}: {exc}"
 
 
-#: The background probes' tasks, kept referenced until they finish.
-_TASKS: set[asyncio.Task[None]] = set()
+#: The background probes' tasks and their clients, kept referenced until they finish.
+_TASKS: dict[asyncio.Task[None], AsyncClient] = {}
 
 
 def _probe_in_task(client: AsyncClient, rs: ReplicaSet, index: int) -> None:
@@ -285,8 +291,22 @@ def _probe_in_task(client: AsyncClient, rs: ReplicaSet, index: int) -> None:
             _probed(rs, index, ready, why)
 
     task = asyncio.get_running_loop().create_task(run(), name="graphpipe-replica-probe")
-    _TASKS.add(task)
-    task.add_done_callback(_TASKS.discard)
+    _TASKS[task] = client
+    task.add_done_callback(lambda t: _TASKS.pop(t, None))
+
+
+async def cancel_probes(client: AsyncClient) -> None:
+    """Cancel, and wait for, ``client``'s background probes on the running loop (``aclose``).
+
+    A probe left running when its loop shuts down would be cut off half-way
+    through connecting; cancelled here, it unwinds while the loop still runs.
+    """
+    loop = asyncio.get_running_loop()
+    tasks = [t for t, c in list(_TASKS.items()) if c is client and t.get_loop() is loop]
+    for t in tasks:
+        t.cancel()
+    if tasks:
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def probe_all_async(
