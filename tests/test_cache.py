@@ -461,3 +461,24 @@ def test_the_guide_example_runs_as_written() -> None:
     with contextlib.redirect_stdout(out):
         exec(compile(block, "cache.md", "exec"), {})
     assert out.getvalue().strip() == "[[6.0, 8.0], [10.0, 12.0]] 1 3"
+
+
+def test_the_cache_works_over_replicas() -> None:
+    # The rows are keyed by the model (model_key: the replicas serve one model), and the
+    # requests for the missing rows are routed over the replicas.
+    rows_seen: list[int] = []
+
+    def model(x: np.ndarray) -> np.ndarray:
+        rows_seen.append(len(x))
+        return x * 2
+
+    x = np.arange(40, dtype=np.float32).reshape(20, 2)
+    cache = RowCache(model_key="doubler")
+    with serve(model) as a, serve(model) as b, Client([a.url, b.url], cache=cache) as client:
+        for _ in range(6):
+            np.testing.assert_array_equal(client.execute(x[:10]), x[:10] * 2)
+        np.testing.assert_array_equal(client.execute(x), x * 2)  # 10 new rows only
+        served = a.requests_served + b.requests_served
+    assert rows_seen == [10, 10]
+    assert served == 2
+    assert cache.stats.hits == 5 * 10 + 10

@@ -37,6 +37,7 @@ from ._exceptions import (
     TransportError,
 )
 from ._messages import IOMetadata, ModelMetadata
+from ._replicas import ReplicaStats
 from ._version import __version__
 from .remote import execute, execute_multi, execute_named, metadata
 
@@ -63,6 +64,7 @@ __all__ = [
     "ModelMetadata",
     "ReadTimeout",
     "RemoteError",
+    "ReplicaStats",
     "ResponseTooLargeError",
     "RetryPolicy",
     "RowCache",

@@ -15,7 +15,7 @@ import sys
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import chain, compress
 from operator import attrgetter, itemgetter
 from typing import Any, Final, cast
@@ -228,11 +228,22 @@ class RowCache:
         output_names: Sequence[str] | None,
         config: str | bytes | None,
         timeout: Timeout,
+        replicas: Any = None,
     ) -> PreparedRequest | CachedCall:
-        """The request to send (bypassing the cache) or the cached call's state machine."""
+        """The request to send (bypassing the cache) or the cached call's state machine.
+
+        ``replicas`` (a client's replica set, or ``None``) routes every request
+        the call sends; the key is made from ``url`` (use ``model_key`` when
+        replicas of one model have several URLs).
+        """
+
+        def routed(req: PreparedRequest) -> PreparedRequest:
+            return req if replicas is None else replace(req, replicas=replicas)
 
         def full() -> PreparedRequest:
-            return prepare_infer(cfg, url, arrays, input_names, output_names, config, timeout)
+            return routed(
+                prepare_infer(cfg, url, arrays, input_names, output_names, config, timeout)
+            )
 
         items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
         arrays = [_as_array(v, f"inputs[{i}]") for i, v in enumerate(items)]
@@ -274,7 +285,9 @@ class RowCache:
                 a[idx] if isinstance(p, _StringTensor) else p[idx]
                 for a, p in zip(arrays, prepared, strict=True)
             ]
-            call.req = prepare_infer(cfg, url, part, input_names, output_names, config, timeout)
+            call.req = routed(
+                prepare_infer(cfg, url, part, input_names, output_names, config, timeout)
+            )
         return call
 
     def _keys(
