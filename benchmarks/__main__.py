@@ -2,7 +2,8 @@
 
 Usage (from the repository root; ``nox -s bench`` installs what it needs)::
 
-    python -m benchmarks [--quick] [--only codec,server,large,small,throughput,memory,batched]
+    python -m benchmarks [--quick]
+                         [--only codec,server,large,small,throughput,memory,batched,cache,replicas]
                          [--json PATH] [--plot PATH | --no-plot] [--strict]
 
 ``--quick`` (or ``GRAPHPIPE_BENCH_QUICK=1``) makes a shorter run with fewer
@@ -22,12 +23,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import batched_bench, codec_bench, e2e_bench
+from . import batched_bench, cache_bench, codec_bench, e2e_bench, replicas_bench
 from .server import BenchServer
 from .timing import CpuWatch, Figure, busy_fraction, machine_info
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("codec", "server", "large", "small", "throughput", "memory", "batched")
+SECTIONS = (
+    "codec",
+    "server",
+    "large",
+    "small",
+    "throughput",
+    "memory",
+    "batched",
+    "cache",
+    "replicas",
+)
 
 
 def _fmt(value: float | None, unit: str) -> str:
@@ -221,6 +232,22 @@ def main(argv: list[str] | None = None) -> int:
         figs, table = batched_bench.run_batched(quick, log)
         figures += figs
         results["batched"] = table
+    if "cache" in only:
+        log(
+            "\n[cache] a fully cached 10,000-row batch vs its round trip, "
+            "the bundled server in a child process"
+        )
+        figs, table = cache_bench.run_cache(quick, log)
+        figures += figs
+        results["cache"] = table
+    if "replicas" in only:
+        log(
+            "\n[replicas] execute_batched over 1, 2 and 4 replicas (child processes), "
+            "a 5 ms model one batch at a time per replica"
+        )
+        figs, table = replicas_bench.run_replicas(quick, log)
+        figures += figs
+        results["replicas"] = table
     busy = watch.stop()
     info["busy_during"] = busy
     results["seconds"] = time.perf_counter() - started

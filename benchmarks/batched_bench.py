@@ -44,6 +44,7 @@ def _paired(samples: list[float], baseline: list[float]) -> str:
     ratios = [a / b for a, b in zip(samples, baseline, strict=True)]
     return f"median of per-run ratios {median(ratios):.2f}x"
 
+
 __all__ = ["run_batched"]
 
 Log = Callable[[str], None]

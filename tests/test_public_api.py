@@ -8,12 +8,14 @@ not an accident), carry a docstring and an explicit ``__all__``.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import enum
 import importlib
 import inspect
 import pkgutil
 import random
 import re
+import typing
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -250,3 +252,28 @@ def test_batched_execution_is_public_on_every_surface() -> None:
     for fn in (remote.execute_batched, aio.execute_batched):
         theirs = inspect.signature(fn).parameters
         assert set(ours) - {"self", "url"} == set(theirs) - {"uri"}
+
+
+def test_the_row_cache_is_public_and_in_the_reference() -> None:
+    """``RowCache`` (``Client(url, cache=...)``) and its ``CacheStats`` are API, documented."""
+    reference = (SRC.parent.parent / "docs" / "reference.md").read_text(encoding="utf-8")
+    for name in ("RowCache", "CacheStats"):
+        assert name in graphpipe_client.__all__
+        assert f"::: graphpipe_client.{name}" in reference
+    assert "cache" in inspect.signature(graphpipe_client.Client).parameters
+    assert "cache" in inspect.signature(graphpipe_client.AsyncClient).parameters
+
+
+def test_replicas_are_public_on_every_surface() -> None:
+    from graphpipe_client import aio, remote
+
+    assert "ReplicaStats" in graphpipe_client.__all__
+    fields = {f.name for f in dataclasses.fields(graphpipe_client.ReplicaStats)}
+    assert {"url", "in_flight", "sent", "failed", "ejections", "ready"} <= fields
+    for cls in (graphpipe_client.Client, graphpipe_client.AsyncClient):
+        for name in ("replicas", "urls", "replica_stats"):
+            assert (inspect.getdoc(getattr(cls, name)) or "").strip(), f"{cls.__name__}.{name}"
+    # The module functions take a list of URLs where they take one.
+    for fn in (remote.execute, aio.execute, remote.execute_batched, aio.execute_batched):
+        hint = eval(inspect.signature(fn).parameters["uri"].annotation, fn.__globals__)
+        assert list[str] in typing.get_args(hint), fn.__name__

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from . import aio, codec, remote
 from ._async_client import AsyncClient
+from ._cache import CacheStats, RowCache
 from ._client import Client
 from ._config import UNSET, ClientConfig, RetryPolicy, Timeout
 from ._dtypes import DataType
@@ -36,6 +37,7 @@ from ._exceptions import (
     TransportError,
 )
 from ._messages import IOMetadata, ModelMetadata
+from ._replicas import ReplicaStats
 from ._version import __version__
 from .remote import execute, execute_multi, execute_named, metadata
 
@@ -43,6 +45,7 @@ __all__ = [
     "UNSET",
     "AsyncClient",
     "BatchError",
+    "CacheStats",
     "Client",
     "ClientConfig",
     "ConnectError",
@@ -61,8 +64,10 @@ __all__ = [
     "ModelMetadata",
     "ReadTimeout",
     "RemoteError",
+    "ReplicaStats",
     "ResponseTooLargeError",
     "RetryPolicy",
+    "RowCache",
     "TLSError",
     "Timeout",
     "TimeoutError",

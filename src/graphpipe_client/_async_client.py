@@ -11,7 +11,8 @@ import numpy as np
 
 from ._batched import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, OnError, check_run_options
 from ._batched_run import run_tasks, stream_tasks
-from ._client_base import ClientBase, outputs_by_name
+from ._cache import InferCall
+from ._client_base import ClientBase, URLArg, outputs_by_name
 from ._config import UNSET, Timeout, TimeoutTypes, Unset
 from ._core import (
     PreparedRequest,
@@ -19,13 +20,13 @@ from ._core import (
     RetryState,
     interpret_infer,
     interpret_metadata,
-    parse_endpoint,
     shape_outputs,
 )
 from ._exceptions import GraphPipeError
 from ._exceptions import TimeoutError as GPTimeoutError
 from ._messages import ModelMetadata
 from ._progress import ProgressArg
+from ._replica_io import cancel_probes, probe_all_async, replica_attempts_async
 from ._tracing import start_span
 from ._transport_async import AsyncTransport
 
@@ -68,12 +69,12 @@ class AsyncClient(ClientBase[AsyncTransport]):
         output_name: str | None = None,
         *,
         config: str | bytes | None = None,
-        url: str | None = None,
+        url: URLArg | None = None,
         timeout: TimeoutTypes | Unset = UNSET,
     ) -> np.ndarray | list[np.ndarray]:
         """Run the model on one input; see :meth:`Client.execute <graphpipe_client.Client.execute>`."""
         req = self._prepare_execute(inp, input_name, output_name, config, url, timeout)
-        return shape_outputs(interpret_infer(req, await self._send(req)))
+        return shape_outputs(await self._infer(req))
 
     async def execute_multi(
         self,
@@ -82,12 +83,12 @@ class AsyncClient(ClientBase[AsyncTransport]):
         output_names: Sequence[str] | None = None,
         config: str | bytes | None = None,
         *,
-        url: str | None = None,
+        url: URLArg | None = None,
         timeout: TimeoutTypes | Unset = UNSET,
     ) -> list[np.ndarray]:
         """Run the model on several inputs; see :meth:`Client.execute_multi <graphpipe_client.Client.execute_multi>`."""
         req = self._prepare_execute_multi(inputs, input_names, output_names, config, url, timeout)
-        return interpret_infer(req, await self._send(req))
+        return await self._infer(req)
 
     async def execute_named(
         self,
@@ -95,18 +96,18 @@ class AsyncClient(ClientBase[AsyncTransport]):
         output_names: Sequence[str] | None = None,
         *,
         config: str | bytes | None = None,
-        url: str | None = None,
+        url: URLArg | None = None,
         timeout: TimeoutTypes | Unset = UNSET,
     ) -> dict[str, np.ndarray]:
         """Run the model; every output under its name. See :meth:`Client.execute_named <graphpipe_client.Client.execute_named>`."""
         req = self._prepare_named(inputs, output_names, config, url, timeout)
         meta = None if output_names is not None else await self.metadata(url=url, timeout=timeout)
-        return outputs_by_name(output_names, meta, interpret_infer(req, await self._send(req)))
+        return outputs_by_name(output_names, meta, await self._infer(req))
 
     async def metadata(
         self,
         *,
-        url: str | None = None,
+        url: URLArg | None = None,
         refresh: bool = False,
         timeout: TimeoutTypes | Unset = UNSET,
     ) -> ModelMetadata:
@@ -128,7 +129,7 @@ class AsyncClient(ClientBase[AsyncTransport]):
         config: str | bytes | None = None,
         progress: ProgressArg = None,
         on_error: OnError | None = None,
-        url: str | None = None,
+        url: URLArg | None = None,
         timeout: TimeoutTypes | Unset = UNSET,
     ) -> np.ndarray | list[np.ndarray]:
         """Run the model on a whole dataset; see :meth:`Client.execute_batched <graphpipe_client.Client.execute_batched>`.
@@ -156,7 +157,7 @@ class AsyncClient(ClientBase[AsyncTransport]):
 
         async def call(arrays: list[np.ndarray]) -> list[np.ndarray]:
             req = prepare(arrays)
-            return interpret_infer(req, await self._send(req))
+            return await self._infer(req)
 
         reporter = self._reporter(progress, plan.rows)
         outputs = await run_tasks(plan, call, concurrency, reporter, on_error)
@@ -172,7 +173,7 @@ class AsyncClient(ClientBase[AsyncTransport]):
         config: str | bytes | None = None,
         progress: ProgressArg = None,
         on_error: OnError | None = None,
-        url: str | None = None,
+        url: URLArg | None = None,
         timeout: TimeoutTypes | Unset = UNSET,
     ) -> AsyncIterator[np.ndarray | list[np.ndarray]]:
         """Run the model on each batch of an iterable or async iterable; ``async for`` the results.
@@ -200,25 +201,25 @@ class AsyncClient(ClientBase[AsyncTransport]):
 
         async def call(arrays: list[np.ndarray]) -> list[np.ndarray]:
             req = prepare(arrays)
-            return interpret_infer(req, await self._send(req))
+            return await self._infer(req)
 
         reporter = self._stream_reporter(progress)
         return stream_tasks(batches, call, concurrency, reporter, on_error, input_names)
 
     async def is_ready(
-        self, *, url: str | None = None, timeout: TimeoutTypes | Unset = UNSET
+        self, *, url: URLArg | None = None, timeout: TimeoutTypes | Unset = UNSET
     ) -> bool:
         """Whether the server is ready; see :meth:`Client.is_ready <graphpipe_client.Client.is_ready>`."""
         return (await self._probe("ready", url, timeout))[0]
 
     async def is_alive(
-        self, *, url: str | None = None, timeout: TimeoutTypes | Unset = UNSET
+        self, *, url: URLArg | None = None, timeout: TimeoutTypes | Unset = UNSET
     ) -> bool:
         """Whether the server answers; see :meth:`Client.is_alive <graphpipe_client.Client.is_alive>`."""
         return (await self._probe("alive", url, timeout))[0]
 
     async def wait_until_ready(
-        self, timeout: float = 30.0, *, url: str | None = None, interval: float = 0.1
+        self, timeout: float = 30.0, *, url: URLArg | None = None, interval: float = 0.1
     ) -> None:
         """Wait until the server is ready; see :meth:`Client.wait_until_ready <graphpipe_client.Client.wait_until_ready>`.
 
@@ -239,7 +240,7 @@ class AsyncClient(ClientBase[AsyncTransport]):
                 return
             left = deadline - time.monotonic()
             if left <= 0:
-                where = parse_endpoint(self._resolve(url)).redacted
+                where = self._where(self._resolve(url))
                 raise GPTimeoutError(
                     f"{where} was not ready within {timeout:g} s; the last probe got: {why}",
                     url=where,
@@ -248,8 +249,11 @@ class AsyncClient(ClientBase[AsyncTransport]):
             delay = min(1.0, delay * 1.5)
 
     async def _probe(
-        self, which: str, url: str | None, timeout: TimeoutTypes | Unset
+        self, which: str, url: URLArg | None, timeout: TimeoutTypes | Unset
     ) -> tuple[bool, str]:
+        rs = self._replica_sets.get(self._resolve(url))
+        if rs is not None:
+            return await probe_all_async(self, rs, which, timeout)
         key, control, metadata = self._probe_request(which, url, timeout)
         try:
             if control is not None:
@@ -259,6 +263,14 @@ class AsyncClient(ClientBase[AsyncTransport]):
             return self._metadata_answer(which, metadata, await self._transport.send(metadata))
         except GraphPipeError as exc:
             return False, f"{type(exc).__name__}: {exc}"
+
+    async def _infer(self, call: InferCall) -> list[np.ndarray]:
+        """Send a request and interpret its answer; through the row cache, as it directs."""
+        if isinstance(call, PreparedRequest):
+            return interpret_infer(call, await self._send(call))
+        while call.req is not None:
+            call.feed(interpret_infer(call.req, await self._send(call.req)))
+        return call.result
 
     async def _send(self, req: PreparedRequest) -> RawResponse:
         span = start_span(req, req.tensor_count)
@@ -273,6 +285,8 @@ class AsyncClient(ClientBase[AsyncTransport]):
         return raw
 
     async def _attempts(self, req: PreparedRequest) -> RawResponse:
+        if req.replicas is not None:
+            return await replica_attempts_async(self, req, req.replicas)
         state = RetryState(self._config, req)
         while True:
             try:
@@ -289,6 +303,8 @@ class AsyncClient(ClientBase[AsyncTransport]):
     async def aclose(self) -> None:
         """Close the connections of the running loop. The client cannot be used afterwards."""
         self._closed = True
+        if self._replica_sets:
+            await cancel_probes(self)
         await self._transport.aclose()
 
     async def __aenter__(self) -> AsyncClient:

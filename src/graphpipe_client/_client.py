@@ -11,7 +11,8 @@ import numpy as np
 
 from ._batched import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, OnError, check_run_options
 from ._batched_run import run_threads, stream_threads
-from ._client_base import ClientBase, outputs_by_name
+from ._cache import InferCall
+from ._client_base import ClientBase, URLArg, outputs_by_name
 from ._config import UNSET, Timeout, TimeoutTypes, Unset
 from ._core import (
     PreparedRequest,
@@ -19,13 +20,13 @@ from ._core import (
     RetryState,
     interpret_infer,
     interpret_metadata,
-    parse_endpoint,
     shape_outputs,
 )
 from ._exceptions import GraphPipeError
 from ._exceptions import TimeoutError as GPTimeoutError
 from ._messages import ModelMetadata
 from ._progress import ProgressArg
+from ._replica_io import probe_all_sync, replica_attempts
 from ._tracing import start_span
 from ._transport_sync import SyncTransport
 
@@ -44,6 +45,11 @@ class Client(ClientBase[SyncTransport]):
         url: the model URL, e.g. ``http://127.0.0.1:9000``. User-info in the
             URL (``http://user:pass@host``) is sent as HTTP Basic auth and
             never shown in messages.
+            A list of URLs is the replicas of one model: each call goes to
+            the one with the fewest requests in flight, one that refuses
+            connections or answers 503 is taken out of rotation until
+            ``is_ready`` says it is back (see ``docs/replicas.md`` and
+            :attr:`replicas`).
         timeout: seconds, a ``(connect, read)`` tuple, a :class:`Timeout`
             (which also takes ``total=``, a deadline for the whole call), or
             ``None`` to wait forever. Default: 5 s to connect, 60 s per read,
@@ -71,6 +77,9 @@ class Client(ClientBase[SyncTransport]):
         trust_env: honour ``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY`` and
             ``NO_PROXY`` (read when the client is created) when ``proxy`` is
             not given. Default ``True``, as in requests and httpx.
+        cache: a :class:`RowCache`: each call's input rows are looked up
+            first and only the missing rows are sent (``docs/cache.md``).
+            Default ``None``: no cache.
 
     Example:
         >>> import numpy as np
@@ -91,7 +100,7 @@ class Client(ClientBase[SyncTransport]):
         output_name: str | None = None,
         *,
         config: str | bytes | None = None,
-        url: str | None = None,
+        url: URLArg | None = None,
         timeout: TimeoutTypes | Unset = UNSET,
     ) -> np.ndarray | list[np.ndarray]:
         """Run the model on one input.
@@ -109,7 +118,7 @@ class Client(ClientBase[SyncTransport]):
             DecodeError: the response is malformed.
         """
         req = self._prepare_execute(inp, input_name, output_name, config, url, timeout)
-        return shape_outputs(interpret_infer(req, self._send(req)))
+        return shape_outputs(self._infer(req))
 
     def execute_multi(
         self,
@@ -118,7 +127,7 @@ class Client(ClientBase[SyncTransport]):
         output_names: Sequence[str] | None = None,
         config: str | bytes | None = None,
         *,
-        url: str | None = None,
+        url: URLArg | None = None,
         timeout: TimeoutTypes | Unset = UNSET,
     ) -> list[np.ndarray]:
         """Run the model on several inputs; return the list of outputs.
@@ -129,7 +138,7 @@ class Client(ClientBase[SyncTransport]):
         string handed to the model.
         """
         req = self._prepare_execute_multi(inputs, input_names, output_names, config, url, timeout)
-        return interpret_infer(req, self._send(req))
+        return self._infer(req)
 
     def execute_named(
         self,
@@ -137,7 +146,7 @@ class Client(ClientBase[SyncTransport]):
         output_names: Sequence[str] | None = None,
         *,
         config: str | bytes | None = None,
-        url: str | None = None,
+        url: URLArg | None = None,
         timeout: TimeoutTypes | Unset = UNSET,
     ) -> dict[str, np.ndarray]:
         """Run the model; return every output under its name: ``{name: array}``.
@@ -159,12 +168,12 @@ class Client(ClientBase[SyncTransport]):
         """
         req = self._prepare_named(inputs, output_names, config, url, timeout)
         meta = None if output_names is not None else self.metadata(url=url, timeout=timeout)
-        return outputs_by_name(output_names, meta, interpret_infer(req, self._send(req)))
+        return outputs_by_name(output_names, meta, self._infer(req))
 
     def metadata(
         self,
         *,
-        url: str | None = None,
+        url: URLArg | None = None,
         refresh: bool = False,
         timeout: TimeoutTypes | Unset = UNSET,
     ) -> ModelMetadata:
@@ -186,7 +195,7 @@ class Client(ClientBase[SyncTransport]):
         config: str | bytes | None = None,
         progress: ProgressArg = None,
         on_error: OnError | None = None,
-        url: str | None = None,
+        url: URLArg | None = None,
         timeout: TimeoutTypes | Unset = UNSET,
     ) -> np.ndarray | list[np.ndarray]:
         """Run the model on a whole dataset, ``batch_size`` rows per request.
@@ -250,7 +259,7 @@ class Client(ClientBase[SyncTransport]):
 
         def call(arrays: list[np.ndarray]) -> list[np.ndarray]:
             req = prepare(arrays)
-            return interpret_infer(req, self._send(req))
+            return self._infer(req)
 
         reporter = self._reporter(progress, plan.rows)
         outputs = run_threads(plan, call, concurrency, reporter, on_error)
@@ -266,7 +275,7 @@ class Client(ClientBase[SyncTransport]):
         config: str | bytes | None = None,
         progress: ProgressArg = None,
         on_error: OnError | None = None,
-        url: str | None = None,
+        url: URLArg | None = None,
         timeout: TimeoutTypes | Unset = UNSET,
     ) -> Iterator[np.ndarray | list[np.ndarray]]:
         """Run the model on each batch of an iterable (a generator); yield the results in order.
@@ -297,12 +306,12 @@ class Client(ClientBase[SyncTransport]):
 
         def call(arrays: list[np.ndarray]) -> list[np.ndarray]:
             req = prepare(arrays)
-            return interpret_infer(req, self._send(req))
+            return self._infer(req)
 
         reporter = self._stream_reporter(progress)
         return stream_threads(batches, call, concurrency, reporter, on_error, input_names)
 
-    def is_ready(self, *, url: str | None = None, timeout: TimeoutTypes | Unset = UNSET) -> bool:
+    def is_ready(self, *, url: URLArg | None = None, timeout: TimeoutTypes | Unset = UNSET) -> bool:
         """Whether the server is ready to serve: ``GET /control/is_ready`` answers 200.
 
         Never raises for the server's sake: a refused connection, a timeout or
@@ -318,7 +327,7 @@ class Client(ClientBase[SyncTransport]):
         """
         return self._probe("ready", url, timeout)[0]
 
-    def is_alive(self, *, url: str | None = None, timeout: TimeoutTypes | Unset = UNSET) -> bool:
+    def is_alive(self, *, url: URLArg | None = None, timeout: TimeoutTypes | Unset = UNSET) -> bool:
         """Whether the server process answers: ``GET /control/is_alive`` answers 200.
 
         Without the route, any HTTP answer to a metadata request means alive.
@@ -327,7 +336,7 @@ class Client(ClientBase[SyncTransport]):
         return self._probe("alive", url, timeout)[0]
 
     def wait_until_ready(
-        self, timeout: float = 30.0, *, url: str | None = None, interval: float = 0.1
+        self, timeout: float = 30.0, *, url: URLArg | None = None, interval: float = 0.1
     ) -> None:
         """Wait until :meth:`is_ready` is true, probing every ``interval`` s or so (backing off to 1 s).
 
@@ -349,7 +358,7 @@ class Client(ClientBase[SyncTransport]):
                 return
             left = deadline - time.monotonic()
             if left <= 0:
-                where = parse_endpoint(self._resolve(url)).redacted
+                where = self._where(self._resolve(url))
                 raise GPTimeoutError(
                     f"{where} was not ready within {timeout:g} s; the last probe got: {why}",
                     url=where,
@@ -358,8 +367,11 @@ class Client(ClientBase[SyncTransport]):
             delay = min(1.0, delay * 1.5)
 
     def _probe(
-        self, which: str, url: str | None, timeout: TimeoutTypes | Unset
+        self, which: str, url: URLArg | None, timeout: TimeoutTypes | Unset
     ) -> tuple[bool, str]:
+        rs = self._replica_sets.get(self._resolve(url))
+        if rs is not None:
+            return probe_all_sync(self, rs, which, timeout)
         key, control, metadata = self._probe_request(which, url, timeout)
         try:
             if control is not None:
@@ -369,6 +381,14 @@ class Client(ClientBase[SyncTransport]):
             return self._metadata_answer(which, metadata, self._transport.send(metadata))
         except GraphPipeError as exc:
             return False, f"{type(exc).__name__}: {exc}"
+
+    def _infer(self, call: InferCall) -> list[np.ndarray]:
+        """Send a request and interpret its answer; through the row cache, as it directs."""
+        if isinstance(call, PreparedRequest):
+            return interpret_infer(call, self._send(call))
+        while call.req is not None:
+            call.feed(interpret_infer(call.req, self._send(call.req)))
+        return call.result
 
     def _send(self, req: PreparedRequest) -> RawResponse:
         span = start_span(req, req.tensor_count)
@@ -383,6 +403,8 @@ class Client(ClientBase[SyncTransport]):
         return raw
 
     def _attempts(self, req: PreparedRequest) -> RawResponse:
+        if req.replicas is not None:
+            return replica_attempts(self, req, req.replicas)
         state = RetryState(self._config, req)
         while True:
             try:

@@ -7,11 +7,13 @@ import ssl
 import threading
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Generic, TypeVar
+from dataclasses import replace
+from typing import Any, Generic, TypeAlias, TypeVar
 
 import numpy as np
 
 from ._batched import RowPlan, check_run_options
+from ._cache import InferCall, RowCache
 from ._config import (
     DEFAULT_MAX_RESPONSE_BYTES,
     ClientConfig,
@@ -34,8 +36,12 @@ from ._core import (
 from ._exceptions import DecodeError, GraphPipeError, HTTPStatusError, InvalidOption
 from ._messages import ModelMetadata
 from ._progress import ProgressArg, Reporter, check_progress, make_reporter
+from ._replicas import ReplicaSet, ReplicaStats
 
-__all__ = ["ClientBase", "outputs_by_name"]
+__all__ = ["ClientBase", "URLArg", "outputs_by_name"]
+
+#: A model URL, or a list (tuple) of the URLs of its replicas.
+URLArg: TypeAlias = str | list[str] | tuple[str, ...]
 
 
 def _named_inputs(inputs: Mapping[Any, Any]) -> tuple[list[str | None], list[Any]]:
@@ -90,7 +96,7 @@ class ClientBase(abc.ABC, Generic[TransportT]):
 
     def __init__(
         self,
-        url: str | None = None,
+        url: URLArg | None = None,
         *,
         timeout: TimeoutTypes = Timeout(),
         retries: int | RetryPolicy | None = RetryPolicy(),
@@ -102,10 +108,15 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         idempotent: bool = False,
         proxy: str | None = None,
         trust_env: bool = True,
+        cache: RowCache | None = None,
     ) -> None:
-        if url is not None:
-            parse_endpoint(url)  # fail early on a bad URL
-        self._url = url
+        if cache is not None and not isinstance(cache, RowCache):
+            raise InvalidOption(f"cache must be a RowCache or None, not {type(cache).__name__}")
+        self._row_cache = cache
+        # Replica sets by key: the client's own (a list given as url) and per-call lists.
+        self._replica_sets: dict[str, ReplicaSet] = {}
+        self._sets_lock = threading.Lock()
+        self._url: str | None = None if url is None else self._key(url)  # fail early on a bad URL
         self._config = ClientConfig.build(
             timeout=timeout,
             retries=retries,
@@ -151,8 +162,67 @@ class ClientBase(abc.ABC, Generic[TransportT]):
 
     @property
     def url(self) -> str | None:
-        """The model URL this client is bound to, or ``None``."""
-        return self._url
+        """The model URL this client is bound to, or ``None`` (also when bound to replicas:
+        see :attr:`urls`)."""
+        return None if self._url in self._replica_sets else self._url
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """The URLs this client is bound to: its replicas, or its one URL; ``()`` for none."""
+        rs = self._replica_sets.get(self._url or "")
+        return rs.urls if rs is not None else (() if self._url is None else (self._url,))
+
+    @property
+    def replicas(self) -> list[ReplicaStats]:
+        """Per-replica statistics of the replicas this client is bound to (``[]`` for one URL).
+
+        Each :class:`ReplicaStats` is a snapshot: requests in flight, sent,
+        failed, ejections, whether the replica is in rotation. Lists given as
+        ``url=`` to calls (and to :mod:`~graphpipe_client.remote`) have theirs
+        in :meth:`replica_stats`.
+
+        Example:
+            >>> import numpy as np
+            >>> from graphpipe_client import Client
+            >>> from graphpipe_client.testing import serve
+            >>> with serve(lambda x: x + 1) as a, serve(lambda x: x + 1) as b:
+            ...     with Client([a.url, b.url]) as client:
+            ...         for _ in range(4):  # one at a time: a tie each time, round-robin
+            ...             y = client.execute(np.zeros(2))
+            ...         [(s.sent, s.ready) for s in client.replicas]
+            [(2, True), (2, True)]
+        """
+        rs = self._replica_sets.get(self._url or "")
+        return [] if rs is None else rs.stats()
+
+    def replica_stats(self, urls: list[str] | tuple[str, ...]) -> list[ReplicaStats]:
+        """The statistics of the replica list ``urls`` as used in calls (``url=[...]``)."""
+        return self._replica_set(urls).stats()
+
+    def _key(self, url: URLArg) -> str:
+        """The key of a model URL (checked) or of a replica list (its set made on first use)."""
+        if isinstance(url, (list, tuple)):
+            return self._replica_set(url).key
+        parse_endpoint(url)
+        return url
+
+    def _replica_set(self, urls: list[str] | tuple[str, ...]) -> ReplicaSet:
+        key = ReplicaSet.key_of(urls)
+        with self._sets_lock:
+            rs = self._replica_sets.get(key)
+            if rs is None:
+                rs = self._replica_sets[key] = ReplicaSet(urls)
+            return rs
+
+    def _routed(self, key: str) -> tuple[str, ReplicaSet | None]:
+        """The URL to prepare a request for (a set's first replica) and the set, if any."""
+        rs = self._replica_sets.get(key)
+        return (key, None) if rs is None else (rs.urls[0], rs)
+
+    def _where(self, key: str) -> str:
+        """A key for a message: the URL or the replicas' URLs, credentials hidden."""
+        rs = self._replica_sets.get(key)
+        return parse_endpoint(key).redacted if rs is None else rs.redacted()
 
     @property
     def config(self) -> ClientConfig:
@@ -160,7 +230,7 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         return self._config
 
     def __repr__(self) -> str:
-        where = parse_endpoint(self._url).redacted if self._url else None
+        where = self._where(self._url) if self._url else None
         state = " closed" if self._closed else ""
         return f"<{type(self).__name__} url={where!r}{state}>"
 
@@ -168,8 +238,8 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         if self._closed:
             raise RuntimeError(f"this {type(self).__name__} is closed; create a new one")
 
-    def _resolve(self, url: str | None) -> str:
-        resolved = url if url is not None else self._url
+    def _resolve(self, url: URLArg | None) -> str:
+        resolved = self._key(url) if url is not None else self._url
         if resolved is None:
             raise ValueError(
                 f"no model URL: bind one with {type(self).__name__}('http://host:9000') "
@@ -183,9 +253,9 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         input_name: str | None,
         output_name: str | None,
         config: str | bytes | None,
-        url: str | None,
+        url: URLArg | None,
         timeout: TimeoutTypes | Unset,
-    ) -> PreparedRequest:
+    ) -> InferCall:
         self._check_open()
         if isinstance(inp, Mapping):
             if input_name is not None:
@@ -194,8 +264,7 @@ class ClientBase(abc.ABC, Generic[TransportT]):
                     "not both"
                 )
             names, arrays = _named_inputs(inp)
-            return prepare_infer(
-                self._config,
+            return self._prepare_infer(
                 self._resolve(url),
                 arrays,
                 names,
@@ -203,8 +272,7 @@ class ClientBase(abc.ABC, Generic[TransportT]):
                 config,
                 self._config.with_timeout(timeout),
             )
-        return prepare_infer(
-            self._config,
+        return self._prepare_infer(
             self._resolve(url),
             [inp],
             None if input_name is None else [input_name],
@@ -219,16 +287,15 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         input_names: Sequence[str | None] | None,
         output_names: Sequence[str] | None,
         config: str | bytes | None,
-        url: str | None,
+        url: URLArg | None,
         timeout: TimeoutTypes | Unset,
-    ) -> PreparedRequest:
+    ) -> InferCall:
         self._check_open()
         if not isinstance(inputs, (list, tuple)):
             raise TypeError(
                 "execute_multi takes a list or tuple of inputs; for a single array use execute()"
             )
-        return prepare_infer(
-            self._config,
+        return self._prepare_infer(
             self._resolve(url),
             inputs,
             input_names,
@@ -242,9 +309,9 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         inputs: Any,
         output_names: Sequence[str] | None,
         config: str | bytes | None,
-        url: str | None,
+        url: URLArg | None,
         timeout: TimeoutTypes | Unset,
-    ) -> PreparedRequest:
+    ) -> InferCall:
         self._check_open()
         if isinstance(inputs, Mapping):
             names: list[str | None] | None
@@ -253,8 +320,7 @@ class ClientBase(abc.ABC, Generic[TransportT]):
             names, arrays = None, list(inputs)
         else:
             names, arrays = None, [inputs]
-        return prepare_infer(
-            self._config,
+        return self._prepare_infer(
             self._resolve(url),
             arrays,
             names,
@@ -263,7 +329,30 @@ class ClientBase(abc.ABC, Generic[TransportT]):
             self._config.with_timeout(timeout),
         )
 
-    def _cached_metadata(self, url: str | None, refresh: bool) -> tuple[str, ModelMetadata | None]:
+    def _prepare_infer(
+        self,
+        key: str,
+        arrays: Sequence[Any],
+        input_names: Sequence[str | None] | None,
+        output_names: Sequence[str] | None,
+        config: str | bytes | None,
+        timeout: Timeout,
+    ) -> InferCall:
+        """The request for a URL or, routed by its set, for replicas; with a
+        :class:`RowCache`, the cached call that sends only the missing rows (``_cache.py``)."""
+        url, rs = self._routed(key)
+        if self._row_cache is None:
+            req = prepare_infer(
+                self._config, url, arrays, input_names, output_names, config, timeout
+            )
+            return req if rs is None else replace(req, replicas=rs)
+        return self._row_cache._call(
+            self._config, url, arrays, input_names, output_names, config, timeout, replicas=rs
+        )
+
+    def _cached_metadata(
+        self, url: URLArg | None, refresh: bool
+    ) -> tuple[str, ModelMetadata | None]:
         self._check_open()
         key = self._resolve(url)
         if refresh:
@@ -272,7 +361,9 @@ class ClientBase(abc.ABC, Generic[TransportT]):
             return key, self._metadata_cache.get(key)
 
     def _prepare_metadata(self, key: str, timeout: TimeoutTypes | Unset) -> PreparedRequest:
-        return prepare_metadata(self._config, key, self._config.with_timeout(timeout))
+        url, rs = self._routed(key)
+        req = prepare_metadata(self._config, url, self._config.with_timeout(timeout))
+        return req if rs is None else replace(req, replicas=rs)
 
     def _store_metadata(self, key: str, meta: ModelMetadata) -> ModelMetadata:
         with self._cache_lock:
@@ -294,9 +385,9 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         input_names: Sequence[str | None] | None,
         output_names: Sequence[str] | None,
         config: str | bytes | None,
-        url: str | None,
+        url: URLArg | None,
         timeout: TimeoutTypes | Unset,
-    ) -> tuple[RowPlan, Callable[[list[np.ndarray]], PreparedRequest]]:
+    ) -> tuple[RowPlan, Callable[[list[np.ndarray]], InferCall]]:
         """Check everything that can be checked before the first request; the plan and
         the function that makes one batch's request."""
         self._check_open()
@@ -321,16 +412,15 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         input_names: Sequence[str | None] | None,
         output_names: Sequence[str] | None,
         config: str | bytes | None,
-        url: str | None,
+        url: URLArg | None,
         timeout: TimeoutTypes | Unset,
-    ) -> Callable[[list[np.ndarray]], PreparedRequest]:
+    ) -> Callable[[list[np.ndarray]], InferCall]:
         self._check_open()
         key = self._resolve(url)
         t = self._config.with_timeout(timeout)
-        cfg = self._config
 
-        def prepare(arrays: list[np.ndarray]) -> PreparedRequest:
-            return prepare_infer(cfg, key, arrays, input_names, output_names, config, t)
+        def prepare(arrays: list[np.ndarray]) -> InferCall:
+            return self._prepare_infer(key, arrays, input_names, output_names, config, t)
 
         return prepare
 
@@ -347,7 +437,7 @@ class ClientBase(abc.ABC, Generic[TransportT]):
     # -- readiness --------------------------------------------------------------
 
     def _probe_request(
-        self, which: str, url: str | None, timeout: TimeoutTypes | Unset
+        self, which: str, url: URLArg | None, timeout: TimeoutTypes | Unset
     ) -> tuple[str, PreparedRequest | None, PreparedRequest]:
         """``(key, control, metadata)``: the ``/control`` GET (``None`` when this server has
         no such route) and the metadata POST to fall back on."""

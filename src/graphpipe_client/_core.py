@@ -15,7 +15,7 @@ import functools
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import numpy as np
@@ -38,6 +38,9 @@ from ._log import log_retry
 from ._messages import EncodedMessage, ModelMetadata
 from ._summary import status_message
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._replicas import ReplicaSet
 
 __all__ = [
     "HEAD_BYTES",
@@ -165,6 +168,8 @@ class PreparedRequest:
     max_response_bytes: int | None
     method: str = "POST"
     tensor_count: int = 0  # input tensors in the body (for tracing)
+    # Several replicas: the attempts go where this set routes them (endpoint: the first).
+    replicas: ReplicaSet | None = field(default=None, repr=False, compare=False)
 
 
 def _headers(config: ClientConfig, endpoint: Endpoint, nbytes: int) -> dict[str, str]:

@@ -7,7 +7,8 @@ call logs one line, from the transport that made it::
 
 URLs are the redacted ones (``http://***@host/``): no credential is ever
 logged, and neither are header values. Retries are logged at INFO, with the
-failure that caused them. The cost when DEBUG is off is one
+failure that caused them; with several replicas, a replica taken out of
+rotation is logged at WARNING and its return at INFO. The cost when DEBUG is off is one
 ``isEnabledFor`` check per call.
 """
 
@@ -21,7 +22,15 @@ if TYPE_CHECKING:
     from ._core import PreparedRequest, RawResponse
     from ._exceptions import GraphPipeError
 
-__all__ = ["debug_enabled", "log_exchange", "log_failure", "log_retry", "logger"]
+__all__ = [
+    "debug_enabled",
+    "log_ejection",
+    "log_exchange",
+    "log_failure",
+    "log_reinstated",
+    "log_retry",
+    "logger",
+]
 
 logger: Final = logging.getLogger("graphpipe_client")
 
@@ -73,3 +82,17 @@ def log_retry(req: PreparedRequest, attempt: int, retries: int, delay: float, wh
         retries,
         why,
     )
+
+
+def log_ejection(req: PreparedRequest, why: str) -> None:
+    """The WARNING line of a replica taken out of rotation, and why."""
+    logger.warning(
+        "replica %s out of rotation after %s; it gets traffic again once is_ready succeeds",
+        req.endpoint.redacted,
+        why,
+    )
+
+
+def log_reinstated(where: str, why: str) -> None:
+    """The INFO line of a replica back in rotation after a probe."""
+    logger.info("replica %s back in rotation (is_ready: %s)", where, why)

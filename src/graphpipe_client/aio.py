@@ -22,6 +22,7 @@ import numpy as np
 
 from ._async_client import AsyncClient
 from ._batched import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, OnError
+from ._client_base import URLArg
 from ._config import UNSET, TimeoutTypes, Unset
 from ._messages import ModelMetadata
 from ._progress import ProgressArg
@@ -51,7 +52,7 @@ def shared_client() -> AsyncClient:
 
 
 async def execute(
-    uri: str,
+    uri: URLArg,
     inp: Any,
     input_name: str | None = None,
     output_name: str | None = None,
@@ -66,7 +67,7 @@ async def execute(
 
 
 async def execute_multi(
-    uri: str,
+    uri: URLArg,
     inputs: Sequence[Any],
     input_names: Sequence[str | None] | None = None,
     output_names: Sequence[str] | None = None,
@@ -81,7 +82,7 @@ async def execute_multi(
 
 
 async def execute_named(
-    uri: str,
+    uri: URLArg,
     inputs: Any,
     output_names: Sequence[str] | None = None,
     *,
@@ -99,7 +100,7 @@ async def execute_named(
 
 
 async def execute_batched(
-    uri: str,
+    uri: URLArg,
     inputs: Any,
     batch_size: int = DEFAULT_BATCH_SIZE,
     *,
@@ -131,36 +132,36 @@ async def execute_batched(
     )
 
 
-async def metadata(uri: str, *, refresh: bool = False) -> ModelMetadata:
+async def metadata(uri: URLArg, *, refresh: bool = False) -> ModelMetadata:
     """The model's metadata, cached per URL."""
     return await shared_client().metadata(url=uri, refresh=refresh)
 
 
-async def get_input_names(uri: str) -> list[str]:
+async def get_input_names(uri: URLArg) -> list[str]:
     """The names of the model's inputs."""
     return io_names((await metadata(uri)).inputs)
 
 
-async def get_output_names(uri: str) -> list[str]:
+async def get_output_names(uri: URLArg) -> list[str]:
     """The names of the model's outputs."""
     return io_names((await metadata(uri)).outputs)
 
 
-async def get_input_types(uri: str) -> list[np.dtype[Any] | None]:
+async def get_input_types(uri: URLArg) -> list[np.dtype[Any] | None]:
     """The numpy dtypes of the inputs (``None`` where the server does not say)."""
     return io_types((await metadata(uri)).inputs)
 
 
-async def get_output_types(uri: str) -> list[np.dtype[Any] | None]:
+async def get_output_types(uri: URLArg) -> list[np.dtype[Any] | None]:
     """The numpy dtypes of the outputs (``None`` where the server does not say)."""
     return io_types((await metadata(uri)).outputs)
 
 
-async def get_input_shapes(uri: str) -> list[list[int | None]]:
+async def get_input_shapes(uri: URLArg) -> list[list[int | None]]:
     """The shapes of the inputs, ``None`` for any size."""
     return io_shapes((await metadata(uri)).inputs)
 
 
-async def get_output_shapes(uri: str) -> list[list[int | None]]:
+async def get_output_shapes(uri: URLArg) -> list[list[int | None]]:
     """The shapes of the outputs, ``None`` for any size."""
     return io_shapes((await metadata(uri)).outputs)

@@ -25,6 +25,7 @@ import numpy as np
 
 from ._batched import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, OnError
 from ._client import Client
+from ._client_base import URLArg
 from ._config import UNSET, TimeoutTypes, Unset
 from ._messages import ModelMetadata
 from ._progress import ProgressArg
@@ -63,7 +64,7 @@ atexit.register(_close_shared)
 
 
 def execute(
-    uri: str,
+    uri: URLArg,
     inp: Any,
     input_name: str | None = None,
     output_name: str | None = None,
@@ -87,7 +88,7 @@ def execute(
 
 
 def execute_multi(
-    uri: str,
+    uri: URLArg,
     inputs: Sequence[Any],
     input_names: Sequence[str | None] | None = None,
     output_names: Sequence[str] | None = None,
@@ -102,7 +103,7 @@ def execute_multi(
 
 
 def execute_named(
-    uri: str,
+    uri: URLArg,
     inputs: Any,
     output_names: Sequence[str] | None = None,
     *,
@@ -120,7 +121,7 @@ def execute_named(
 
 
 def execute_batched(
-    uri: str,
+    uri: URLArg,
     inputs: Any,
     batch_size: int = DEFAULT_BATCH_SIZE,
     *,
@@ -160,22 +161,22 @@ def execute_batched(
     )
 
 
-def metadata(uri: str, *, refresh: bool = False) -> ModelMetadata:
+def metadata(uri: URLArg, *, refresh: bool = False) -> ModelMetadata:
     """The model's metadata (a typed :class:`~graphpipe_client.ModelMetadata`), cached per URL."""
     return shared_client().metadata(url=uri, refresh=refresh)
 
 
-def get_input_names(uri: str) -> list[str]:
+def get_input_names(uri: URLArg) -> list[str]:
     """The names of the model's inputs."""
     return io_names(metadata(uri).inputs)
 
 
-def get_output_names(uri: str) -> list[str]:
+def get_output_names(uri: URLArg) -> list[str]:
     """The names of the model's outputs."""
     return io_names(metadata(uri).outputs)
 
 
-def get_input_types(uri: str) -> list[np.dtype[Any] | None]:
+def get_input_types(uri: URLArg) -> list[np.dtype[Any] | None]:
     """The numpy dtypes of the inputs (``None`` where the server does not say).
 
     The 2018 client read the outputs' types here by mistake; this reads the inputs'.
@@ -183,16 +184,16 @@ def get_input_types(uri: str) -> list[np.dtype[Any] | None]:
     return io_types(metadata(uri).inputs)
 
 
-def get_output_types(uri: str) -> list[np.dtype[Any] | None]:
+def get_output_types(uri: URLArg) -> list[np.dtype[Any] | None]:
     """The numpy dtypes of the outputs (``None`` where the server does not say)."""
     return io_types(metadata(uri).outputs)
 
 
-def get_input_shapes(uri: str) -> list[list[int | None]]:
+def get_input_shapes(uri: URLArg) -> list[list[int | None]]:
     """The shapes of the inputs, ``None`` for any size (the wire's ``-1``)."""
     return io_shapes(metadata(uri).inputs)
 
 
-def get_output_shapes(uri: str) -> list[list[int | None]]:
+def get_output_shapes(uri: URLArg) -> list[list[int | None]]:
     """The shapes of the outputs, ``None`` for any size (the wire's ``-1``)."""
     return io_shapes(metadata(uri).outputs)
