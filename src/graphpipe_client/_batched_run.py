@@ -312,6 +312,17 @@ async def _cancel_all(tasks: Iterable[asyncio.Task[Any]]) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+def require_asyncio(what: str) -> None:
+    """Refuse, with a message that says what to do, a task driver outside asyncio (trio)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        raise RuntimeError(
+            f"AsyncClient.{what} runs on asyncio tasks; under trio, run execute() calls in "
+            "a nursery (each call works there), or use Client.execute_batched in a thread"
+        ) from None
+
+
 async def run_tasks(
     plan: RowPlan,
     call: AsyncCall,
@@ -320,6 +331,7 @@ async def run_tasks(
     on_error: OnError | None,
 ) -> list[np.ndarray]:
     """Run every batch of ``plan`` as tasks, at most ``concurrency`` at once; the filled outputs."""
+    require_asyncio("execute_batched")
     writer = OutputWriter(plan.rows)
 
     async def work(batch: Batch) -> None:
@@ -389,6 +401,7 @@ async def stream_tasks(
     input_names: Any,
 ) -> AsyncIterator[np.ndarray | list[np.ndarray]]:
     """Results of a (async) stream of batches, in order, at most ``concurrency`` held."""
+    require_asyncio("execute_stream")
     source = _items(items).__aiter__()
     reporter = make_reporter()
     held: deque[tuple[Batch, bool, asyncio.Task[list[np.ndarray]]]] = deque()
