@@ -10,13 +10,12 @@ the response buffer is placed so outputs are aligned) lives here, once.
 
 from __future__ import annotations
 
-import base64
 import functools
 import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Literal
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
@@ -36,6 +35,7 @@ from ._exceptions import (
 )
 from ._log import log_retry
 from ._messages import EncodedMessage, ModelMetadata
+from ._proxy import basic_authorization
 from ._summary import status_message
 from ._version import __version__
 
@@ -124,12 +124,7 @@ def parse_endpoint(url: str) -> Endpoint:
         raise InvalidURL(f"invalid URL {_redact_text(url)!r}: it names no host")
     if port is None:
         port = 443 if scheme == "https" else 80
-    authorization = None
-    if parts.username is not None or parts.password is not None:
-        user = unquote(parts.username or "")
-        password = unquote(parts.password or "")
-        token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-        authorization = f"Basic {token}"
+    authorization = basic_authorization(parts.username, parts.password)
     netloc = f"[{host}]" if ":" in host else host
     if parts.port is not None:
         netloc += f":{parts.port}"
@@ -325,6 +320,26 @@ def check_size(n: int, limit: int | None, endpoint: Endpoint) -> None:
             size=n,
             limit=limit,
         )
+
+
+def decoded_too_large(req: PreparedRequest, produced: int) -> ResponseTooLargeError:
+    """The error for a compressed body whose inflated size passed ``max_response_bytes``."""
+    where = req.endpoint.redacted
+    return ResponseTooLargeError(
+        f"the response from {where} decodes to more than max_response_bytes="
+        f"{req.max_response_bytes} (at least {produced} bytes)",
+        size=produced,
+        limit=req.max_response_bytes,
+    )
+
+
+def deadline_error(req: PreparedRequest) -> DeadlineExceeded:
+    """The error for a call that outlasted its ``Timeout(total=...)``, on every transport."""
+    where = req.endpoint.redacted
+    return DeadlineExceeded(
+        f"the call to {where} did not finish within its total timeout of {req.timeout.total} s",
+        url=where,
+    )
 
 
 def new_receive_buffer(total: int, head: Buffer) -> np.ndarray:

@@ -29,7 +29,7 @@ from urllib.parse import unquote, urlsplit
 
 from ._exceptions import InvalidOption
 
-__all__ = ["Proxy", "ProxyChooser", "parse_proxy"]
+__all__ = ["Proxy", "ProxyChooser", "basic_authorization", "parse_proxy"]
 
 _SCHEMES: Final = ("http", "https")
 
@@ -85,14 +85,21 @@ def parse_proxy(url: str, *, origin: str = "proxy") -> Proxy:
         port = 443 if scheme == "https" else 80
     netloc = f"[{host}]" if ":" in host else host
     clean = f"{scheme}://{netloc}:{port}"
-    authorization = None
-    if parts.username is not None or parts.password is not None:
-        user = unquote(parts.username or "")
-        password = unquote(parts.password or "")
-        token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-        authorization = f"Basic {token}"
+    authorization = basic_authorization(parts.username, parts.password)
     redacted = f"{scheme}://{'***@' if authorization else ''}{netloc}:{port}"
     return Proxy(clean, redacted, scheme, host, port, authorization, text)
+
+
+def basic_authorization(username: str | None, password: str | None) -> str | None:
+    """The HTTP Basic credentials of a URL's user-info (percent-decoded), or ``None``.
+
+    For the model URL's ``Authorization`` and the proxy URL's ``Proxy-Authorization``.
+    """
+    if username is None and password is None:
+        return None
+    user = unquote(username or "")
+    token = base64.b64encode(f"{user}:{unquote(password or '')}".encode()).decode("ascii")
+    return f"Basic {token}"
 
 
 def _redact(url: str) -> str:

@@ -59,15 +59,15 @@ from ._core import (
     RawResponse,
     check_size,
     content_length,
+    deadline_error,
+    decoded_too_large,
     new_receive_buffer,
 )
 from ._exceptions import (
     ConnectError,
     ConnectTimeout,
-    DeadlineExceeded,
     GraphPipeError,
     ReadTimeout,
-    ResponseTooLargeError,
     TLSError,
     TransportError,
 )
@@ -339,7 +339,7 @@ class AsyncTransport:
             return await self._send(req)
         left = deadline - time.monotonic()
         if left <= 0:
-            raise _deadline_error(req)
+            raise deadline_error(req)
         try:
             if _under_asyncio():
                 async with asyncio.timeout(left):
@@ -347,7 +347,7 @@ class AsyncTransport:
             with anyio.fail_after(left):
                 return await self._send(req)
         except TimeoutError as exc:  # the builtin: asyncio.timeout's (and anyio's) own
-            raise _deadline_error(req) from exc
+            raise deadline_error(req) from exc
 
     async def _send(self, req: PreparedRequest) -> RawResponse:
         where = req.endpoint.redacted
@@ -393,12 +393,7 @@ class AsyncTransport:
         except h11.ProtocolViolation as exc:
             raise TransportError(f"{where} sent a malformed response: {exc}", url=where) from exc
         except h11.OverLimit as exc:
-            raise ResponseTooLargeError(
-                f"the response from {where} decodes to more than max_response_bytes="
-                f"{req.max_response_bytes} (at least {exc.produced} bytes)",
-                size=exc.produced,
-                limit=req.max_response_bytes,
-            ) from None
+            raise decoded_too_large(req, exc.produced) from None
         except httpx.TimeoutException as exc:
             raise ReadTimeout(
                 f"the response from {where} stalled for longer than the read timeout of {t.read} s",
@@ -483,14 +478,6 @@ class AsyncTransport:
         if decoder is not None:
             decoder.finish()
         return data
-
-
-def _deadline_error(req: PreparedRequest) -> DeadlineExceeded:
-    where = req.endpoint.redacted
-    return DeadlineExceeded(
-        f"the call to {where} did not finish within its total timeout of {req.timeout.total} s",
-        url=where,
-    )
 
 
 def _connect_error(exc: httpx.ConnectError, where: str) -> ConnectError:

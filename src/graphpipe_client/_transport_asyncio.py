@@ -64,15 +64,15 @@ from ._core import (
     PreparedRequest,
     RawResponse,
     check_size,
+    deadline_error,
+    decoded_too_large,
     new_receive_buffer,
 )
 from ._exceptions import (
     ConnectError,
     ConnectTimeout,
-    DeadlineExceeded,
     GraphPipeError,
     ReadTimeout,
-    ResponseTooLargeError,
     TLSError,
     TransportError,
 )
@@ -670,9 +670,9 @@ class AsyncioTransport:
                 async with asyncio.timeout(clock.wait(None)):
                     conn = await pool.acquire()
             except _DeadlinePassed:
-                raise _deadline_error(req) from None
+                raise deadline_error(req) from None
             except TimeoutError:
-                raise _deadline_error(req) from None
+                raise deadline_error(req) from None
         if conn is not None and not conn.usable():
             conn.abort()  # closed, or bytes arrived while idle: never reused
             conn = None
@@ -695,12 +695,12 @@ class AsyncioTransport:
                     server_hostname=ep.host if tls else None,
                 )
         except _DeadlinePassed:
-            raise _deadline_error(req) from None
+            raise deadline_error(req) from None
         except (ssl.SSLError, ssl.CertificateError) as exc:
             raise TLSError(f"TLS with {where} failed: {_reason(exc)}", url=where) from exc
         except TimeoutError as exc:
             if clock.cut:
-                raise _deadline_error(req) from exc
+                raise deadline_error(req) from exc
             raise ConnectTimeout(f"connecting to {where} timed out", url=where) from exc
         except OSError as exc:
             raise ConnectError(f"cannot connect to {where}: {_reason(exc)}", url=where) from exc
@@ -784,7 +784,7 @@ class AsyncioTransport:
             started = True
             return await self._read_body(conn, response, req, clock, sent)
         except _DeadlinePassed:
-            raise _deadline_error(req) from None
+            raise deadline_error(req) from None
         except h11.Truncated as exc:
             raise TransportError(
                 f"the connection to {where} closed before the end of the response: {exc}",
@@ -793,7 +793,7 @@ class AsyncioTransport:
         except h11.ProtocolViolation as exc:
             raise TransportError(f"{where} sent a malformed response: {exc}", url=where) from exc
         except h11.OverLimit as exc:
-            raise _too_large(req, exc.produced) from None
+            raise decoded_too_large(req, exc.produced) from None
         except GraphPipeError:
             raise
         except (TimeoutError, _WaitTimedOut) as exc:
@@ -877,24 +877,6 @@ class AsyncioTransport:
         # A byte past the body belongs to no request: do not reuse the connection.
         keep = clean and not conn.buffered() and not conn.lost
         return RawResponse(status, head.reason, retry_after, body), keep
-
-
-def _too_large(req: PreparedRequest, produced: int) -> ResponseTooLargeError:
-    where = req.endpoint.redacted
-    return ResponseTooLargeError(
-        f"the response from {where} decodes to more than max_response_bytes="
-        f"{req.max_response_bytes} (at least {produced} bytes)",
-        size=produced,
-        limit=req.max_response_bytes,
-    )
-
-
-def _deadline_error(req: PreparedRequest) -> DeadlineExceeded:
-    where = req.endpoint.redacted
-    return DeadlineExceeded(
-        f"the call to {where} did not finish within its total timeout of {req.timeout.total} s",
-        url=where,
-    )
 
 
 def _reason(exc: BaseException) -> str:

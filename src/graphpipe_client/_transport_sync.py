@@ -73,15 +73,15 @@ from ._core import (
     PreparedRequest,
     RawResponse,
     check_size,
+    deadline_error,
+    decoded_too_large,
     new_receive_buffer,
 )
 from ._exceptions import (
     ConnectError,
     ConnectTimeout,
-    DeadlineExceeded,
     GraphPipeError,
     ReadTimeout,
-    ResponseTooLargeError,
     TLSError,
     TransportError,
 )
@@ -499,12 +499,12 @@ class SyncTransport:
                     stacklevel=2,
                 )
         except _DeadlinePassed:
-            raise _deadline_error(req) from None
+            raise deadline_error(req) from None
         except NewConnectionError as exc:  # (a subclass of ConnectTimeoutError)
             raise ConnectError(f"cannot connect to {where}: {_reason(exc)}", url=where) from exc
         except (ConnectTimeoutError, TimeoutError) as exc:
             if clock.cut:
-                raise _deadline_error(req) from exc
+                raise deadline_error(req) from exc
             raise ConnectTimeout(f"connecting to {where} timed out", url=where) from exc
         except (SSLError, ssl.SSLError, ssl.CertificateError) as exc:
             raise TLSError(f"TLS with {where} failed: {_reason(exc)}", url=where) from exc
@@ -624,7 +624,7 @@ class SyncTransport:
             started = True
             return self._read_body(reader, head, req, write_error is None)
         except _DeadlinePassed:
-            raise _deadline_error(req) from None
+            raise deadline_error(req) from None
         except h11.Truncated as exc:
             raise TransportError(
                 f"the connection to {where} closed before the end of the response: {exc}",
@@ -633,7 +633,7 @@ class SyncTransport:
         except h11.ProtocolViolation as exc:
             raise TransportError(f"{where} sent a malformed response: {exc}", url=where) from exc
         except h11.OverLimit as exc:
-            raise _too_large(req, exc.produced) from None
+            raise decoded_too_large(req, exc.produced) from None
         except GraphPipeError:
             raise
         except TimeoutError as exc:
@@ -721,24 +721,6 @@ def _checkout(pool: Any) -> Any:
     except queue.Empty:
         conn = None
     return conn or pool._new_conn()
-
-
-def _too_large(req: PreparedRequest, produced: int) -> ResponseTooLargeError:
-    where = req.endpoint.redacted
-    return ResponseTooLargeError(
-        f"the response from {where} decodes to more than max_response_bytes="
-        f"{req.max_response_bytes} (at least {produced} bytes)",
-        size=produced,
-        limit=req.max_response_bytes,
-    )
-
-
-def _deadline_error(req: PreparedRequest) -> DeadlineExceeded:
-    where = req.endpoint.redacted
-    return DeadlineExceeded(
-        f"the call to {where} did not finish within its total timeout of {req.timeout.total} s",
-        url=where,
-    )
 
 
 def _reason(exc: BaseException) -> str:
