@@ -36,6 +36,7 @@ import numpy as np
 
 import graphpipe_client as gp
 
+from .child_server import ChildServer
 from .timing import Figure, interleaved, median
 
 
@@ -80,42 +81,9 @@ def _serve(model: str) -> None:
         sys.stdin.buffer.read()  # until the parent closes it
 
 
-class _Server:
+def _server(model: str) -> ChildServer:
     """The bundled server in a child process (no GIL shared with the client under test)."""
-
-    def __init__(self, model: str) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.batched_bench", "--serve", model],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-        )
-        assert self._proc.stdout is not None
-        line = self._proc.stdout.readline()
-        if not line.startswith(b"PORT "):
-            self.stop()
-            raise RuntimeError(f"the bundled server did not start: {line!r}")
-        self.port = int(line.split()[1])
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        if self._proc.stdin is not None:
-            self._proc.stdin.close()
-        try:
-            self._proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self._proc.terminate()
-            self._proc.wait(5)
-        if self._proc.stdout is not None:
-            self._proc.stdout.close()
-
-    def __enter__(self) -> _Server:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    return ChildServer("benchmarks.batched_bench", "--serve", model)
 
 
 def _hand_written(client: gp.Client, pool: ThreadPoolExecutor, x: np.ndarray) -> np.ndarray:
@@ -133,7 +101,7 @@ def _throughput(
     figures: list[Figure] = []
     table: dict[str, Any] = {}
     with (
-        _Server(f"{model_ms}ms" if model_ms else "instant") as server,
+        _server(f"{model_ms}ms" if model_ms else "instant") as server,
         gp.Client(server.url, pool_size=8) as client,
         ThreadPoolExecutor(4) as pool,
     ):
@@ -263,7 +231,7 @@ def _memory(gib: int, log: Log) -> tuple[list[Figure], dict[str, Any]]:
         log(f"  wrote a {gib} GiB .npy file in {time.perf_counter() - t0:.1f} s")
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-        with _Server("rows") as server:
+        with _server("rows") as server:
             proc = subprocess.run(
                 [
                     sys.executable,

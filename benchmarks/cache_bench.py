@@ -21,25 +21,22 @@ alone (it prints ``PORT n`` and stops when its standard input closes).
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 import graphpipe_client as gp
 
+from .child_server import ChildServer
 from .timing import Figure, interleaved, median
 
 __all__ = ["run_cache"]
 
 Log = Callable[[str], None]
 
-ROOT = Path(__file__).resolve().parent.parent
 
 ROWS = 10_000
 WIDTH = 64
@@ -64,41 +61,9 @@ def _serve(model: str) -> None:
         sys.stdin.buffer.read()  # until the parent closes it
 
 
-class _Server:
+def _server(model: str) -> ChildServer:
     """The bundled server in a child process (no GIL shared with the client under test)."""
-
-    def __init__(self, model: str) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.cache_bench", "--serve", model],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-        )
-        assert self._proc.stdout is not None
-        line = self._proc.stdout.readline()
-        if not line.startswith(b"PORT "):
-            self.stop()
-            raise RuntimeError(f"the bundled server did not start: {line!r}")
-        self.url = f"http://127.0.0.1:{int(line.split()[1])}"
-
-    def stop(self) -> None:
-        if self._proc.stdin is not None:
-            self._proc.stdin.close()
-        try:
-            self._proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self._proc.terminate()
-            self._proc.wait(5)
-        if self._proc.stdout is not None:
-            self._proc.stdout.close()
-
-    def __enter__(self) -> _Server:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    return ChildServer("benchmarks.cache_bench", "--serve", model)
 
 
 def _paired(samples: list[float], baseline: list[float]) -> str:
@@ -118,7 +83,7 @@ def _case(model: str, runs: int, log: Log) -> tuple[list[Figure], dict[str, Any]
     half = x.copy()
     half[1::2] += 1.0  # every other row is new
     with (
-        _Server(model) as server,
+        _server(model) as server,
         gp.Client(server.url) as plain,
         gp.Client(server.url, cache=warm) as cached,
     ):

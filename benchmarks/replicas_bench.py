@@ -21,26 +21,23 @@ prints ``PORT n`` and stops when its standard input closes);
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 import graphpipe_client as gp
 
+from .child_server import ChildServer
 from .timing import Figure, interleaved, median
 
 __all__ = ["run_replicas"]
 
 Log = Callable[[str], None]
 
-ROOT = Path(__file__).resolve().parent.parent
 
 WIDTH = 64  # float32 per row in
 OUT = 8  # float32 per row out
@@ -66,35 +63,9 @@ def _serve(ms: int) -> None:
         sys.stdin.buffer.read()  # until the parent closes it
 
 
-class _Replica:
-    """One replica in a child process."""
-
-    def __init__(self, ms: int = MODEL_MS) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.replicas_bench", "--serve", str(ms)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-        )
-        assert self._proc.stdout is not None
-        line = self._proc.stdout.readline()
-        if not line.startswith(b"PORT "):
-            self.stop()
-            raise RuntimeError(f"the bundled server did not start: {line!r}")
-        self.url = f"http://127.0.0.1:{int(line.split()[1])}"
-
-    def stop(self) -> None:
-        if self._proc.stdin is not None:
-            self._proc.stdin.close()
-        try:
-            self._proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self._proc.terminate()
-            self._proc.wait(5)
-        if self._proc.stdout is not None:
-            self._proc.stdout.close()
+def _replica(ms: int = MODEL_MS) -> ChildServer:
+    """The bundled server in a child process (no GIL shared with the client under test)."""
+    return ChildServer("benchmarks.replicas_bench", "--serve", str(ms))
 
 
 def _scorer(client: gp.Client, x: np.ndarray) -> Callable[[], object]:
@@ -107,7 +78,7 @@ def run_replicas(quick: bool, log: Log = print) -> tuple[list[Figure], dict[str,
     runs = 7 if quick else 15
     x = np.random.default_rng(0).random((rows, WIDTH), dtype=np.float32)
     expected = x[:, :OUT] * 2
-    replicas = [_Replica() for _ in range(4)]
+    replicas = [_replica() for _ in range(4)]
     try:
         urls = [r.url for r in replicas]
         clients = {n: gp.Client(urls[:n], pool_size=CONCURRENCY) for n in (1, 2, 4)}
@@ -166,7 +137,7 @@ def run_replicas(quick: bool, log: Log = print) -> tuple[list[Figure], dict[str,
 
 def _routing_cost(runs: int, log: Log) -> tuple[Figure, dict[str, float]]:
     """Calls/s of a small execute through a one-replica set against the plain client."""
-    server = _Replica(0)
+    server = _replica(0)
     x = np.ones((1, WIDTH), np.float32)
     try:
         with gp.Client(server.url) as plain, gp.Client([server.url]) as routed:
