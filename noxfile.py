@@ -122,7 +122,7 @@ def bench(session: nox.Session) -> None:
     and docs/img/benchmarks.png. See docs/performance.md.
     """
     session.install("-e", ".")
-    session.install("flatbuffers", "numpy", "requests", "orjson", "matplotlib")
+    session.install("flatbuffers", "numpy", "requests", "orjson", "matplotlib", "opentelemetry-api")
     if sys.platform != "win32":
         session.install("uvloop")
     session.install("--no-deps", "graphpipe==1.0.4")

@@ -3,7 +3,7 @@
 Usage (from the repository root; ``nox -s bench`` installs what it needs)::
 
     python -m benchmarks [--quick]
-                         [--only codec,server,large,small,throughput,memory,batched,cache,replicas]
+                         [--only codec,server,large,small,throughput,memory,batched,cache,replicas,tracing]
                          [--json PATH] [--plot PATH | --no-plot] [--strict]
 
 ``--quick`` (or ``GRAPHPIPE_BENCH_QUICK=1``) makes a shorter run with fewer
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import batched_bench, cache_bench, codec_bench, e2e_bench, replicas_bench
+from . import batched_bench, cache_bench, codec_bench, e2e_bench, replicas_bench, tracing_bench
 from .server import BenchServer
 from .timing import CpuWatch, Figure, busy_fraction, machine_info
 
@@ -38,6 +38,7 @@ SECTIONS = (
     "batched",
     "cache",
     "replicas",
+    "tracing",
 )
 
 
@@ -240,6 +241,13 @@ def main(argv: list[str] | None = None) -> int:
         figs, table = cache_bench.run_cache(quick, log)
         figures += figs
         results["cache"] = table
+    if "tracing" in only:
+        log(
+            "\n[tracing] what OpenTelemetry costs when nothing records, the server in a child process"
+        )
+        figs, table = tracing_bench.run_tracing(quick, log)
+        figures += figs
+        results["tracing"] = table
     if "replicas" in only:
         log(
             "\n[replicas] execute_batched over 1, 2 and 4 replicas (child processes), "
