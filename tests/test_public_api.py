@@ -32,12 +32,13 @@ PUBLIC_MODULES = {
     "graphpipe_client.codec": "the sans-I/O codec, for any transport",
     "graphpipe_client.remote": "drop-in replacement of the 2018 graphpipe.remote",
     "graphpipe_client.aio": "the asyncio counterpart of remote",
+    "graphpipe_client.dask": "lazy predictions on Dask (the [dask] extra)",
     "graphpipe_client.testing": "a real GraphPipe server for tests and demos",
     "graphpipe_client.testing.pytest_plugin": "the pytest11 entry point (graphpipe_serve fixture)",
 }
 
 #: The modules whose every exported name must carry its own documentation.
-DOCUMENTED = ["graphpipe_client", "graphpipe_client.codec"]
+DOCUMENTED = ["graphpipe_client", "graphpipe_client.codec", "graphpipe_client.dask"]
 
 #: Names exempt from the documentation rule, and why.
 SELF_EXPLANATORY = {"__version__": "PEP 396: a version string needs no prose"}

@@ -152,6 +152,15 @@ class ClientBase(abc.ABC, Generic[TransportT]):
                 source=self,
             )
 
+    def __reduce__(self) -> Any:
+        # Sockets, locks and pools cannot travel to another process; say what to do instead
+        # (pickle's own message would be about a lock).
+        raise TypeError(
+            f"a {type(self).__name__} holds open connections and cannot be pickled; in another "
+            "process, make one there from its URL and options, or use "
+            "graphpipe_client.dask.worker_client(url, ...) for one shared client per process"
+        )
+
     def _mark_shared(self) -> None:
         """Exempt this client from the unclosed warning: a process-wide one (``remote``, ``aio``).
 
