@@ -100,8 +100,8 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 def examples(session: nox.Session) -> None:
-    """Run every script in examples/ against the bundled server."""
-    session.install("-e", ".")
+    """Run every script in examples/ against the bundled server (with the extras they use)."""
+    session.install("-e", ".[dask]")
     session.install("pytest>=8")
     for script in sorted(Path("examples").glob("*.py")):
         if script.name.startswith("test_"):
@@ -117,11 +117,12 @@ def bench(session: nox.Session) -> None:
     Installs what they compare against: the 2018 client (``graphpipe==1.0.4``,
     without its 2018 pins, next to current flatbuffers, numpy and requests),
     orjson (JSON), flatbuffers (the Builder), matplotlib (the plot), uvloop (the
-    async client's figures on uvloop, where it installs). Prints
+    async client's figures on uvloop, where it installs), the [dask] extra (the
+    Dask section). Prints
     every figure next to its baseline; writes benchmarks/results/latest.json
     and docs/img/benchmarks.png. See docs/performance.md.
     """
-    session.install("-e", ".")
+    session.install("-e", ".[dask]")
     session.install("flatbuffers", "numpy", "requests", "orjson", "matplotlib", "opentelemetry-api")
     if sys.platform != "win32":
         session.install("uvloop")
