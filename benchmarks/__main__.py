@@ -3,7 +3,7 @@
 Usage (from the repository root; ``nox -s bench`` installs what it needs)::
 
     python -m benchmarks [--quick]
-                         [--only codec,server,large,small,throughput,memory,batched,cache,replicas,tracing]
+                         [--only codec,server,large,small,throughput,memory,batched,cache,replicas,tracing,dask]
                          [--json PATH] [--plot PATH | --no-plot] [--strict]
 
 ``--quick`` (or ``GRAPHPIPE_BENCH_QUICK=1``) makes a shorter run with fewer
@@ -23,7 +23,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import batched_bench, cache_bench, codec_bench, e2e_bench, replicas_bench, tracing_bench
+from . import (
+    batched_bench,
+    cache_bench,
+    codec_bench,
+    dask_bench,
+    e2e_bench,
+    replicas_bench,
+    tracing_bench,
+)
 from .server import BenchServer
 from .timing import CpuWatch, Figure, busy_fraction, machine_info
 
@@ -39,6 +47,7 @@ SECTIONS = (
     "cache",
     "replicas",
     "tracing",
+    "dask",
 )
 
 
@@ -256,6 +265,14 @@ def main(argv: list[str] | None = None) -> int:
         figs, table = replicas_bench.run_replicas(quick, log)
         figures += figs
         results["replicas"] = table
+    if "dask" in only:
+        log(
+            "\n[dask] predict on a LocalCluster of 2 worker processes vs 1, two replicas "
+            "(child processes) of a 5 ms model"
+        )
+        figs, table = dask_bench.run_dask(quick, log)
+        figures += figs
+        results["dask"] = table
     busy = watch.stop()
     info["busy_during"] = busy
     results["seconds"] = time.perf_counter() - started
