@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 import urllib3
 
+import aio_modes
 import graphpipe_client as gp
 from graphpipe_client.testing import GraphPipeServer, serve
 
@@ -182,14 +183,32 @@ def test_mtls_without_a_client_certificate_fails_cleanly(
 
 @pytest.mark.parametrize("kind", TLS_KINDS)
 def test_verify_false_skips_verification(kind: str, ca: Any, pki: dict[str, Any]) -> None:
-    # Not recommended, and urllib3 says so on every request (httpx says nothing).
-    with serve(double, ssl_context=server_context(ca, pki)) as server:
-        if kind == "sync":
-            with pytest.warns(urllib3.exceptions.InsecureRequestWarning):
-                (out,) = call(kind, server.url, verify=False)
-        else:
-            (out,) = call(kind, server.url, verify=False)
+    # Not recommended, and every client says so, as urllib3 does, on each new connection.
+    with (
+        serve(double, ssl_context=server_context(ca, pki)) as server,
+        pytest.warns(urllib3.exceptions.InsecureRequestWarning, match="Unverified HTTPS"),
+    ):
+        (out,) = call(kind, server.url, verify=False)
     assert ok(out)
+
+
+@pytest.mark.parametrize("mode", aio_modes.MODES)
+def test_verify_false_warns_on_every_async_path(mode: str, ca: Any, pki: dict[str, Any]) -> None:
+    """The asyncio fast path and the httpx path (asyncio, trio) warn once per new connection."""
+
+    async def main() -> list[np.ndarray]:
+        async with gp.AsyncClient(url, verify=False, timeout=5) as client:
+            return [await client.execute(X) for _ in range(3)]
+
+    with serve(double, ssl_context=server_context(ca, pki)) as server:
+        url = server.url
+        with pytest.warns(urllib3.exceptions.InsecureRequestWarning) as record:
+            outs = aio_modes.run_in(mode, main)
+        assert server.connections_accepted == 1
+    assert len(record) == 1  # one connection, one warning
+    assert str(record[0].message).startswith("Unverified HTTPS request to ")
+    assert "127.0.0.1" in str(record[0].message)
+    assert all(ok(o) for o in outs)
 
 
 # --------------------------------------------------------------------------

@@ -8,11 +8,14 @@ import os
 import random
 import re
 import ssl
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Final, TypeAlias
+
+from urllib3.exceptions import InsecureRequestWarning
 
 from ._exceptions import InvalidHeader, InvalidOption
 from ._proxy import parse_proxy
@@ -369,3 +372,18 @@ def make_ssl_context(
             shown = ", ".join(repr(str(f)) for f in files)
             raise InvalidOption(f"cert={shown}: cannot load the client certificate: {exc}") from exc
     return ctx
+
+
+def warn_unverified(where: str) -> None:
+    """Warn, as urllib3 does, that a new HTTPS connection to ``where`` was not verified.
+
+    Every transport calls it once per new TLS connection whose certificate
+    was not checked (``verify=False``, or a context with ``CERT_NONE``), so
+    the sync client, the asyncio path and the httpx path warn alike.
+    """
+    warnings.warn(
+        f"Unverified HTTPS request to {where}: certificate verification is off "
+        "(verify=False). See https://urllib3.readthedocs.io/en/latest/advanced-usage.html#tls-warnings",
+        InsecureRequestWarning,
+        stacklevel=3,
+    )

@@ -50,7 +50,7 @@ import httpcore
 import httpx
 
 from . import _http11 as h11
-from ._config import ClientConfig, make_ssl_context
+from ._config import ClientConfig, make_ssl_context, warn_unverified
 from ._core import (
     ERROR_BODY_BYTES,
     HEAD_BYTES,
@@ -172,6 +172,8 @@ class _TrackedStream(httpcore.AsyncNetworkStream):
     ) -> httpcore.AsyncNetworkStream:
         # Bytes before TLS (a proxy's CONNECT) belong to another exchange.
         inner = await self._inner.start_tls(ssl_context, server_hostname, timeout)
+        if ssl_context.verify_mode == ssl.CERT_NONE:
+            warn_unverified(server_hostname or "the server")
         return _TrackedStream(inner)
 
     def get_extra_info(self, info: str) -> Any:

@@ -57,6 +57,7 @@ from dataclasses import replace
 from typing import Any, Final
 
 from . import _http11 as h11
+from ._config import warn_unverified
 from ._core import (
     ERROR_BODY_BYTES,
     HEAD_BYTES,
@@ -707,6 +708,8 @@ class AsyncioTransport:
         if not tls:
             transport.set_write_buffer_limits(0, 0)  # resume_writing: all handed to the kernel
         else:
+            if self._ssl.verify_mode == ssl.CERT_NONE:
+                warn_unverified(where)
             # A TLS 1.3 server that refuses the client's certificate says so
             # (an alert) just after the handshake, and closes. Let the loop
             # read it before the request goes out: a write after the close

@@ -46,7 +46,6 @@ import socket
 import ssl
 import threading
 import time
-import warnings
 import weakref
 from dataclasses import replace
 from typing import Any, Final
@@ -57,14 +56,13 @@ from urllib3.exceptions import (
     ClosedPoolError,
     ConnectTimeoutError,
     HTTPError,
-    InsecureRequestWarning,
     NewConnectionError,
     SSLError,
 )
 from urllib3.util.wait import wait_for_read
 
 from . import _http11 as h11
-from ._config import ClientConfig, make_ssl_context
+from ._config import ClientConfig, make_ssl_context, warn_unverified
 from ._core import (
     ERROR_BODY_BYTES,
     HEAD_BYTES,
@@ -491,13 +489,7 @@ class SyncTransport:
                 conn.set_tunnel(ep.host, ep.port, headers=proxy.headers, scheme=proxy.scheme)
             conn.connect()
             if conn.is_verified is False and req.endpoint.scheme == "https":
-                # As urllib3 itself warns for each unverified HTTPS request.
-                warnings.warn(
-                    f"Unverified HTTPS request to {where}: certificate verification is off "
-                    "(verify=False). See https://urllib3.readthedocs.io/en/latest/advanced-usage.html#tls-warnings",
-                    InsecureRequestWarning,
-                    stacklevel=2,
-                )
+                warn_unverified(where)
         except _DeadlinePassed:
             raise deadline_error(req) from None
         except NewConnectionError as exc:  # (a subclass of ConnectTimeoutError)
