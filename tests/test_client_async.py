@@ -23,7 +23,7 @@ def test_body_is_streamed_in_bounded_uncopied_slices() -> None:
     msg = gp.codec.encode_infer_request([x])
 
     async def collect() -> list[memoryview]:
-        return [s async for s in _transport_async._body(msg.segments)]
+        return [s async for s in _transport_async._RequestBody(msg)]
 
     slices = asyncio.run(collect())
     assert sum(s.nbytes for s in slices) == msg.nbytes
@@ -200,18 +200,3 @@ def test_one_client_across_trio_runs_and_asyncio_runs() -> None:
             np.testing.assert_array_equal(trio.run(call, server.url), np.arange(3.0) * 2)
             np.testing.assert_array_equal(asyncio.run(call(server.url)), np.arange(3.0) * 2)
         trio.run(close)
-
-
-def test_under_trio_execute_batched_says_it_needs_asyncio() -> None:
-    trio = pytest.importorskip("trio")
-
-    async def main(url: str) -> None:
-        async with gp.AsyncClient(url) as client:
-            with pytest.raises(RuntimeError, match="runs on asyncio tasks; under trio"):
-                await client.execute_batched(np.zeros((4, 2)), batch_size=2)
-            with pytest.raises(RuntimeError, match="runs on asyncio tasks; under trio"):
-                async for _ in client.execute_stream([np.zeros((2, 2))]):
-                    pass
-
-    with serve(lambda x: x) as server:
-        trio.run(main, server.url)

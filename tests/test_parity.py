@@ -146,6 +146,30 @@ def _scenarios() -> Iterator[Scenario]:
         model=failing,
     )
     yield Scenario("batched-mismatched-rows", "execute_batched", ([np.ones(3), np.ones(4)], 2))
+    # Streams: the same results in order, the same BatchError at the same batch.
+    yield Scenario(
+        "stream", "execute_stream", ([np.full((2, 3), float(i)) for i in range(7)],),
+        {"concurrency": 3},
+    )  # fmt: skip
+    yield Scenario(
+        "stream-multi",
+        "execute_stream",
+        ([[np.arange(3, dtype=np.int32), np.ones((3, 2), np.float32)]] * 3,),
+        {"output_names": ["output1", "output0"]},
+    )
+    yield Scenario(
+        "stream-http-400",
+        "execute_stream",
+        ([np.ones((2, 2)), np.ones((2, 2)), np.ones((0, 2))],),
+        {"concurrency": 1},
+        model=failing,
+    )
+    yield Scenario(
+        "stream-mismatched-rows",
+        "execute_stream",
+        ([np.ones(2), [np.ones(2), np.ones(3)]],),
+        {"concurrency": 1},
+    )
     yield Scenario("is-ready", "is_ready")
     yield Scenario("is-alive", "is_alive")
     yield Scenario("is-ready-refused", "is_ready", url="http://127.0.0.1:9/")
@@ -175,7 +199,10 @@ def _details(exc: BaseException) -> tuple[Any, ...]:
 def _run_sync(sc: Scenario, server: GraphPipeServer) -> Outcome:
     with gp.Client(sc.url or server.url, **sc.client_kwargs) as client:
         try:
-            return Outcome(value=getattr(client, sc.call)(*sc.args, **sc.kwargs))
+            value = getattr(client, sc.call)(*sc.args, **sc.kwargs)
+            if sc.call == "execute_stream":
+                value = list(value)
+            return Outcome(value=value)
         except Exception as exc:
             return Outcome(error=type(exc), details=_details(exc))
 
@@ -184,6 +211,9 @@ def _run_async(sc: Scenario, server: GraphPipeServer, mode: str = "asyncio") -> 
     async def main() -> Outcome:
         async with gp.AsyncClient(sc.url or server.url, **sc.client_kwargs) as client:
             try:
+                if sc.call == "execute_stream":
+                    stream = client.execute_stream(*sc.args, **sc.kwargs)
+                    return Outcome(value=[y async for y in stream])
                 return Outcome(value=await getattr(client, sc.call)(*sc.args, **sc.kwargs))
             except Exception as exc:
                 return Outcome(error=type(exc), details=_details(exc))
@@ -209,8 +239,6 @@ def _same(a: Any, b: Any) -> bool:
 def test_sync_and_async_agree(mode: str, sc: Scenario) -> None:
     # Every async path (the fast one on asyncio and on uvloop; httpx under
     # asyncio and under trio) against the sync client.
-    if mode == "trio" and sc.call == "execute_batched":
-        pytest.skip("execute_batched schedules asyncio tasks: asyncio-only (docs/async.md)")
     outcomes = []
     for run in (_run_sync, lambda sc, server: _run_async(sc, server, mode)):
         with serve(sc.model, **sc.serve_kwargs) as server:
@@ -240,6 +268,8 @@ EXPECTED_ERRORS: dict[str, type[BaseException]] = {
     "bool-input": gp.EncodeError,
     "batched-http-400": gp.BatchError,
     "batched-mismatched-rows": gp.EncodeError,
+    "stream-http-400": gp.BatchError,
+    "stream-mismatched-rows": gp.BatchError,  # a stream fails at its batch: batch 1
 }
 
 
@@ -266,6 +296,12 @@ def test_sync_outcome_is_the_documented_one(sc: Scenario) -> None:
         assert requests == 2  # one try, one retry
     if sc.name == "read-timeout":
         assert requests == 1  # never retried: the model may have run
+    if sc.name == "stream-http-400":
+        assert outcome.details[:3] == (0, 2, 0) and requests == 1  # the first batch, alone
+    if sc.name == "stream-mismatched-rows":
+        assert outcome.details[:4] == (2, 2, 1, gp.EncodeError) and requests == 1
+    if sc.name == "stream":
+        assert [float(y[0, 0]) for y in outcome.value] == list(range(7))
     if sc.name.startswith("dtype-"):
         (x,) = sc.args
         assert outcome.value.dtype == x.dtype

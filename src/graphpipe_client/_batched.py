@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import mmap
 import threading
-from collections.abc import AsyncIterable, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -39,6 +39,7 @@ __all__ = [
     "RowPlan",
     "batch_error",
     "check_run_options",
+    "each_item",
     "release_arrays",
     "stream_batch",
 ]
@@ -319,3 +320,13 @@ class OutputWriter:
 def batch_error(batch: Batch, exc: GraphPipeError) -> BatchError:
     """The :class:`BatchError` for a failed batch (its rows, its index, the error as the cause)."""
     return BatchError(start=batch.start, stop=batch.stop, index=batch.index, error=exc)
+
+
+async def each_item(items: Iterable[Any] | AsyncIterable[Any]) -> AsyncGenerator[Any, None]:
+    """The items of an iterable or an async iterable, as one async iterator (``execute_stream``)."""
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item

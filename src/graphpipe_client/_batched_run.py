@@ -1,5 +1,7 @@
 """Batched execution, the drivers: worker threads for ``Client``, tasks for ``AsyncClient``.
 
+(Under trio, ``AsyncClient``'s drivers are those of ``_batched_anyio``.)
+
 Both keep at most ``concurrency`` batches between "sliced" and "finished"
 (sent, answered, written or handed out), so memory is bounded by
 ``concurrency`` batches plus the outputs, whatever the size of the dataset.
@@ -25,21 +27,24 @@ Failures (see ``docs/batched.md``):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
 
+from . import _batched_anyio
 from ._batched import (
     Batch,
     OnError,
     OutputWriter,
     RowPlan,
     batch_error,
+    each_item,
     release_arrays,
     stream_batch,
 )
@@ -312,15 +317,12 @@ async def _cancel_all(tasks: Iterable[asyncio.Task[Any]]) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def require_asyncio(what: str) -> None:
-    """Refuse, with a message that says what to do, a task driver outside asyncio (trio)."""
+def _under_asyncio() -> bool:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        raise RuntimeError(
-            f"AsyncClient.{what} runs on asyncio tasks; under trio, run execute() calls in "
-            "a nursery (each call works there), or use Client.execute_batched in a thread"
-        ) from None
+        return False
+    return True
 
 
 async def run_tasks(
@@ -330,8 +332,12 @@ async def run_tasks(
     reporter: Reporter,
     on_error: OnError | None,
 ) -> list[np.ndarray]:
-    """Run every batch of ``plan`` as tasks, at most ``concurrency`` at once; the filled outputs."""
-    require_asyncio("execute_batched")
+    """Run every batch of ``plan`` as tasks, at most ``concurrency`` at once; the filled outputs.
+
+    Under another event loop (trio), ``_batched_anyio.run_tasks`` does it.
+    """
+    if not _under_asyncio():
+        return await _batched_anyio.run_tasks(plan, call, concurrency, reporter, on_error)
     writer = OutputWriter(plan.rows)
 
     async def work(batch: Batch) -> None:
@@ -383,15 +389,6 @@ async def _released(call: AsyncCall, arrays: list[np.ndarray]) -> list[np.ndarra
         release_arrays(arrays)  # a memory map's pages, once sent
 
 
-async def _items(items: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:
-    if isinstance(items, AsyncIterable):
-        async for item in items:
-            yield item
-    else:
-        for item in items:
-            yield item
-
-
 async def stream_tasks(
     items: Iterable[Any] | AsyncIterable[Any],
     call: AsyncCall,
@@ -399,10 +396,20 @@ async def stream_tasks(
     make_reporter: Callable[[], Reporter],
     on_error: OnError | None,
     input_names: Any,
-) -> AsyncIterator[np.ndarray | list[np.ndarray]]:
-    """Results of a (async) stream of batches, in order, at most ``concurrency`` held."""
-    require_asyncio("execute_stream")
-    source = _items(items).__aiter__()
+) -> AsyncGenerator[np.ndarray | list[np.ndarray], None]:
+    """Results of a (async) stream of batches, in order, at most ``concurrency`` held.
+
+    Under another event loop (trio), ``_batched_anyio.stream_tasks`` does it.
+    """
+    if not _under_asyncio():
+        inner = _batched_anyio.stream_tasks(
+            items, call, concurrency, make_reporter, on_error, input_names
+        )
+        async with contextlib.aclosing(inner):
+            async for result in inner:
+                yield result
+        return
+    source = each_item(items)
     reporter = make_reporter()
     held: deque[tuple[Batch, bool, asyncio.Task[list[np.ndarray]]]] = deque()
     index = 0
@@ -444,4 +451,5 @@ async def stream_tasks(
             yield shape_outputs(outputs) if single else outputs
     finally:
         await _cancel_all(task for _, _, task in held)
+        await source.aclose()
         reporter.close()

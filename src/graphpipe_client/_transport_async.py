@@ -7,12 +7,13 @@ request through a proxy, or under trio, through httpx, as below.
 This is the only module that knows httpx. What it relies on, each covered by
 ``tests/test_transport_perf_paths.py``:
 
-1. A request body given as an async iterator of ``memoryview`` slices with an
-   explicit ``Content-Length`` is sent as is (no chunked encoding). h11 joins
-   each chunk into new bytes, so the segments are sliced to at most
+1. A request's ``stream``, set to an ``httpx.AsyncByteStream`` that yields
+   ``memoryview`` slices, is sent as it is, under the explicit
+   ``Content-Length`` of the headers (no chunked encoding). h11 joins each
+   chunk into new bytes, so the segments are sliced to at most
    :data:`BODY_SLICE` bytes: the copy stays small and bounded. A body of at
    most :data:`SMALL_BODY` bytes is given joined instead (one send after the
-   head instead of one per segment).
+   head instead of one per segment). See :class:`_RequestBody`.
 2. ``Response.aiter_raw()`` yields the body as it arrives; it is copied once
    into a buffer sized from ``Content-Length``. The stream is always drained
    to its end, or httpcore would drop the connection instead of reusing it.
@@ -41,9 +42,9 @@ import ssl
 import sys
 import time
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import replace
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import anyio
 import httpcore
@@ -113,25 +114,59 @@ def _under_asyncio() -> bool:
     return True
 
 
-async def _body(segments: tuple[bytes | bytearray | memoryview, ...]) -> AsyncIterator[memoryview]:
-    for segment in segments:
-        view = memoryview(segment).cast("B")
-        for start in range(0, len(view), BODY_SLICE):
-            yield view[start : start + BODY_SLICE]
-
-
-def _content(body: EncodedMessage) -> bytes | AsyncIterator[bytes]:
-    """What httpx gets as the request body.
+class _RequestBody(httpx.AsyncByteStream):
+    """The request body, as httpx sends it: ``request.stream``.
 
     A small body is joined into one ``bytes`` (a copy of at most
     ``SMALL_BODY``): h11 then writes it with a single send after the head,
     where it would write each segment with its own (and an async iterator
     costs more per call than the copy). A larger body streams its segments'
     views, sliced to ``BODY_SLICE``.
+
+    Not an async generator (httpx's own ``ByteStream`` is one): a request
+    cancelled while its body is going out (a deadline, or the other batches
+    of a run after one failed) would leave a generator unfinished, which trio
+    reports as a ``ResourceWarning`` when it is collected (encode/httpx#3686).
+    An iterator object has no frame to finalise.
     """
-    if body.nbytes <= SMALL_BODY:
-        return body.tobytes()
-    return cast("AsyncIterator[bytes]", _body(body.segments))  # memoryviews pass through
+
+    __slots__ = ("_body",)
+
+    def __init__(self, body: EncodedMessage) -> None:
+        self._body = body
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return _BodyPieces(self._body)
+
+
+class _BodyPieces:
+    """One pass over a :class:`_RequestBody`: its pieces, each ``bytes`` or a ``memoryview``."""
+
+    __slots__ = ("_pieces",)
+
+    def __init__(self, body: EncodedMessage) -> None:
+        self._pieces: Iterator[bytes | memoryview]
+        if body.nbytes <= SMALL_BODY:
+            self._pieces = iter((body.tobytes(),))
+        else:
+            self._pieces = _slices(body.segments)
+
+    def __aiter__(self) -> _BodyPieces:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            piece = next(self._pieces)
+        except StopIteration:
+            raise StopAsyncIteration from None
+        return piece  # type: ignore[return-value]  # memoryviews pass through h11
+
+
+def _slices(segments: tuple[bytes | bytearray | memoryview, ...]) -> Iterator[memoryview]:
+    for segment in segments:
+        view = memoryview(segment).cast("B")
+        for start in range(0, len(view), BODY_SLICE):
+            yield view[start : start + BODY_SLICE]
 
 
 async def _keeper(client: httpx.AsyncClient) -> AsyncGenerator[None, None]:
@@ -358,10 +393,10 @@ class AsyncTransport:
         request = client.build_request(
             req.method,
             req.endpoint.url,
-            content=_content(req.body),
-            headers=req.headers,
+            headers=req.headers,  # with the body's Content-Length
             timeout=httpx.Timeout(connect=t.connect, read=t.read, write=t.read, pool=None),
         )
+        request.stream = _RequestBody(req.body)
         try:
             response = await client.send(request, stream=True)
         except httpx.ConnectTimeout as exc:
