@@ -8,7 +8,6 @@ order, the first failure as a ``BatchError`` (never an ``ExceptionGroup``),
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -18,28 +17,11 @@ import pytest
 
 import graphpipe_client as gp
 from graphpipe_client.testing import GraphPipeServer, serve
+from test_batched import Gauge  # the model's concurrent calls, counted
 
 trio = pytest.importorskip("trio")
 
 MARKER = -1.0
-
-
-class Gauge:
-    """Counts the model's concurrent calls and remembers the most seen at once."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.now = 0
-        self.most = 0
-
-    def __enter__(self) -> None:
-        with self.lock:
-            self.now += 1
-            self.most = max(self.most, self.now)
-
-    def __exit__(self, *exc: object) -> None:
-        with self.lock:
-            self.now -= 1
 
 
 def slow_double(gauge: Gauge, delay: float = 0.02) -> Any:

@@ -33,13 +33,13 @@ from ._exceptions import BatchError, DecodeError, EncodeError, GraphPipeError, I
 __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_CONCURRENCY",
+    "AsyncBatches",
     "Batch",
     "OnError",
     "OutputWriter",
     "RowPlan",
     "batch_error",
     "check_run_options",
-    "each_item",
     "release_arrays",
     "stream_batch",
 ]
@@ -322,8 +322,54 @@ def batch_error(batch: Batch, exc: GraphPipeError) -> BatchError:
     return BatchError(start=batch.start, stop=batch.stop, index=batch.index, error=exc)
 
 
-async def each_item(items: Iterable[Any] | AsyncIterable[Any]) -> AsyncGenerator[Any, None]:
-    """The items of an iterable or an async iterable, as one async iterator (``execute_stream``)."""
+class AsyncBatches:
+    """The batches of an iterable or async iterable, for ``AsyncClient.execute_stream``'s drivers.
+
+    ``await next()`` gives the next ``(batch, single, arrays)``, numbered and
+    with its rows counted from the first, or ``None`` at the end. An item that
+    is not a batch (its inputs disagree on their rows, a bool array, ...) is a
+    :class:`BatchError` at its place: raised, or handed to ``on_error`` and
+    skipped. ``aclose()`` when done.
+    """
+
+    def __init__(
+        self,
+        items: Iterable[Any] | AsyncIterable[Any],
+        input_names: Sequence[str | None] | None,
+        on_error: OnError | None,
+    ) -> None:
+        self._items = _each_item(items)
+        self._input_names = input_names
+        self._on_error = on_error
+        self._index = 0
+        self._row = 0
+
+    async def next(self) -> tuple[Batch, bool, list[np.ndarray]] | None:
+        """The next batch, ``(batch, single, arrays)``; ``None`` when the items are exhausted."""
+        while True:
+            try:
+                item = await self._items.__anext__()
+            except StopAsyncIteration:
+                return None
+            index, row = self._index, self._row
+            self._index += 1
+            try:
+                single, arrays, batch = stream_batch(item, index, row, self._input_names)
+            except GraphPipeError as exc:
+                failure = batch_error(Batch(index, row, row), exc)
+                if self._on_error is None:
+                    raise failure from exc
+                self._on_error(failure)
+                continue
+            self._row = batch.stop
+            return batch, single, arrays
+
+    async def aclose(self) -> None:
+        """Close the iteration (not the caller's iterable: that stays theirs)."""
+        await self._items.aclose()
+
+
+async def _each_item(items: Iterable[Any] | AsyncIterable[Any]) -> AsyncGenerator[Any, None]:
     if isinstance(items, AsyncIterable):
         async for item in items:
             yield item

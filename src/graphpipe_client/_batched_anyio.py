@@ -30,14 +30,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._batched import (
+    AsyncBatches,
     Batch,
     OnError,
     OutputWriter,
     RowPlan,
     batch_error,
-    each_item,
     release_arrays,
-    stream_batch,
 )
 from ._core import shape_outputs
 from ._exceptions import GraphPipeError
@@ -154,32 +153,18 @@ async def stream_tasks(
     input_names: Any,
 ) -> AsyncGenerator[np.ndarray | list[np.ndarray], None]:
     """Results of a (async) stream of batches, in order, in windows of ``concurrency``."""
-    source = each_item(items)
+    source = AsyncBatches(items, input_names, on_error)
     reporter = make_reporter()
-    index = 0
-    row = 0
     exhausted = False
     try:
         while not exhausted:
             window: list[tuple[Batch, bool, list[np.ndarray]]] = []
             while len(window) < concurrency:
-                try:
-                    item = await source.__anext__()
-                except StopAsyncIteration:
+                got = await source.next()
+                if got is None:
                     exhausted = True
                     break
-                try:
-                    single, arrays, batch = stream_batch(item, index, row, input_names)
-                except GraphPipeError as exc:
-                    failure = batch_error(Batch(index, row, row), exc)
-                    index += 1
-                    if on_error is None:
-                        raise failure from exc
-                    on_error(failure)
-                    continue
-                index += 1
-                row = batch.stop
-                window.append((batch, single, arrays))
+                window.append(got)
             if not window:
                 return
             results = await _run_window(call, [arrays for _, _, arrays in window])

@@ -39,12 +39,12 @@ import numpy as np
 
 from . import _batched_anyio
 from ._batched import (
+    AsyncBatches,
     Batch,
     OnError,
     OutputWriter,
     RowPlan,
     batch_error,
-    each_item,
     release_arrays,
     stream_batch,
 )
@@ -409,31 +409,18 @@ async def stream_tasks(
             async for result in inner:
                 yield result
         return
-    source = each_item(items)
+    source = AsyncBatches(items, input_names, on_error)
     reporter = make_reporter()
     held: deque[tuple[Batch, bool, asyncio.Task[list[np.ndarray]]]] = deque()
-    index = 0
-    row = 0
     exhausted = False
     try:
         while True:
             while not exhausted and len(held) < concurrency:
-                try:
-                    item = await source.__anext__()
-                except StopAsyncIteration:
+                got = await source.next()
+                if got is None:
                     exhausted = True
                     break
-                try:
-                    single, arrays, batch = stream_batch(item, index, row, input_names)
-                except GraphPipeError as exc:
-                    failure = batch_error(Batch(index, row, row), exc)
-                    index += 1
-                    if on_error is None:
-                        raise failure from exc
-                    on_error(failure)
-                    continue
-                index += 1
-                row = batch.stop
+                batch, single, arrays = got
                 held.append((batch, single, asyncio.ensure_future(_released(call, arrays))))
             if not held:
                 return

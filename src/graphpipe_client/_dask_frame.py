@@ -20,8 +20,8 @@ from ._batched import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, check_run_options
 from ._dask_predict import Target, _block_failure, _BlockJob, _metadata_of
 from ._encode import encode_infer_request
 from ._exceptions import EncodeError, GraphPipeError, InvalidOption
-from ._lazy_outputs import OutputDecl, check_block_outputs, declare_outputs
-from ._worker_clients import ClientSpec, client_for
+from ._lazy_outputs import OutputDecl, declare_outputs
+from ._worker_clients import ClientSpec
 
 __all__ = ["predict_frame"]
 
@@ -66,21 +66,11 @@ def _score_partition(
 ) -> Any:
     """One partition's task, on a worker: its columns as one matrix, scored, as new columns."""
     x = part[columns].to_numpy(dtype=dtype)
-    rows = len(x)
     number = partition_info["number"] if partition_info else 0
     try:
-        outputs = client_for(job.spec).execute_batched(
-            [x],
-            job.batch_size,
-            concurrency=job.concurrency,
-            input_names=job.input_names,
-            output_names=job.output_names,
-            config=job.config,
-        )
-        assert isinstance(outputs, list)  # a list of inputs gives a list of outputs
-        check_block_outputs(outputs, job.outputs, rows)
+        outputs = job.score([x])
     except GraphPipeError as exc:
-        raise _block_failure(exc, rows, number, None, 0, "partition") from None
+        raise _block_failure(exc, len(x), number, None, 0, "partition") from None
     return _frame(outputs, names, part.index)
 
 

@@ -21,7 +21,7 @@ from dask.delayed import delayed
 
 from ._batched import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, check_run_options
 from ._client import Client
-from ._client_base import ClientBase
+from ._client_base import ClientBase, _named_inputs
 from ._encode import encode_infer_request
 from ._exceptions import BatchError, EncodeError, GraphPipeError, InvalidOption
 from ._lazy_outputs import OutputDecl, check_block_outputs, declare_outputs
@@ -71,6 +71,25 @@ class _BlockJob:
     concurrency: int
     outputs: tuple[OutputDecl, ...]
 
+    def score(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """One block's outputs, scored with this process's shared client and checked.
+
+        Raises:
+            GraphPipeError: a batch failed (``BatchError``, rows within the
+                block), or the outputs are not what was declared (``DecodeError``).
+        """
+        outputs = client_for(self.spec).execute_batched(
+            list(arrays),
+            self.batch_size,
+            concurrency=self.concurrency,
+            input_names=self.input_names,
+            output_names=self.output_names,
+            config=self.config,
+        )
+        assert isinstance(outputs, list)  # a list of inputs gives a list of outputs
+        check_block_outputs(outputs, self.outputs, len(arrays[0]))
+        return outputs
+
     def __dask_tokenize__(self) -> tuple[Any, ...]:
         decls = tuple((d.name, d.dtype.str, d.row_shape) for d in self.outputs)
         return (
@@ -115,22 +134,10 @@ def _score_block(
     job: _BlockJob, block: int, start: int | None, first_batch: int, *arrays: np.ndarray
 ) -> tuple[np.ndarray, ...]:
     """One block's task, on a worker: its rows scored with the process's shared client."""
-    rows = len(arrays[0])
-    client = client_for(job.spec)
     try:
-        outputs = client.execute_batched(
-            list(arrays),
-            job.batch_size,
-            concurrency=job.concurrency,
-            input_names=job.input_names,
-            output_names=job.output_names,
-            config=job.config,
-        )
-        assert isinstance(outputs, list)  # a list of inputs gives a list of outputs
-        check_block_outputs(outputs, job.outputs, rows)
+        return tuple(job.score(arrays))
     except GraphPipeError as exc:
-        raise _block_failure(exc, rows, block, start, first_batch) from None
-    return tuple(outputs)
+        raise _block_failure(exc, len(arrays[0]), block, start, first_batch) from None
 
 
 def _split_inputs(
@@ -142,14 +149,8 @@ def _split_inputs(
             raise InvalidOption(
                 "give the inputs either as a mapping {name: array} or with input_names=, not both"
             )
-        names: list[str | None] = []
-        for name in inputs:
-            if not isinstance(name, str) or not name:
-                raise InvalidOption(
-                    f"the inputs mapping must have non-empty str keys (input names), found {name!r}"
-                )
-            names.append(name)
-        return True, list(inputs.values()), names
+        names, arrays = _named_inputs(inputs)
+        return True, arrays, names
     if isinstance(inputs, (list, tuple)):
         if not inputs:
             raise EncodeError("no inputs: give at least one array")
