@@ -28,12 +28,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
+import anyio
 import httpcore
 import httpx
 import numpy as np
 import pytest
 import urllib3
 
+import aio_modes
 import graphpipe_client as gp
 from graphpipe_client import _transport_async, _transport_sync, codec
 from graphpipe_client._core import SMALL_BODY, parse_endpoint
@@ -764,6 +766,61 @@ def test_a_request_not_written_on_a_stale_connection_is_resent_once(
     assert attempts == [True, False]
     assert len(server.requests) == 2  # the failed write never reached the server
     assert server.connections == 2
+
+
+@pytest.mark.parametrize("mode", ["httpx", "trio"])
+def test_the_httpx_path_resends_a_request_not_written_on_a_stale_connection(
+    monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """As the fast path does (above): a first write that failed on a reused connection.
+
+    Under trio the failed write raises. Under asyncio (httpx through a proxy), anyio
+    hands the bytes to asyncio's transport, whose failure surfaces only at the read,
+    where it cannot be told from a reset after the server read the request: that
+    stays a TransportError, never a second send (docs/errors.md).
+    """
+    real = _transport_async._TrackedStream.get_extra_info
+
+    def looks_alive(self: Any, info: str) -> Any:  # the close arrives after httpcore's check
+        return False if info == "is_readable" else real(self, info)
+
+    monkeypatch.setattr(_transport_async._TrackedStream, "get_extra_info", looks_alive)
+    action, go = answer_then(reset_now)
+    with scripted(action) as server:
+
+        async def main() -> Any:
+            async with gp.AsyncClient(server.url, timeout=FAST, retries=NO_RETRY) as c:
+                await c.execute(X)
+                go.set()
+                server.wait_closed(1)  # reset: the next write on that connection fails
+                await anyio.sleep(0.02)
+                return await c.execute(X)  # retries=0: the transport sends it once more
+
+        if mode == "httpx":
+            with pytest.raises(gp.TransportError) as info:
+                aio_modes.run_in(mode, main)
+            assert not isinstance(info.value, (gp.ConnectError, gp.TimeoutError))
+            assert len(server.requests) == 1 and server.connections == 1
+            return
+        y = aio_modes.run_in(mode, main)
+    np.testing.assert_array_equal(y, Y)
+    assert len(server.requests) == 2  # the failed write never reached the server
+    assert server.connections == 2
+
+
+def test_the_httpx_path_never_resends_a_request_that_was_written() -> None:
+    """A reset *after* the request went out may follow a model run: a TransportError."""
+    with scripted(double, reset_now) as server:  # the second request is read, then reset
+
+        async def main() -> Any:
+            async with gp.AsyncClient(server.url, timeout=FAST, retries=NO_RETRY) as c:
+                await c.execute(X)
+                return await c.execute(X)
+
+        with aio_modes.fast_path(False), pytest.raises(gp.TransportError) as info:
+            asyncio.run(main())
+    assert not isinstance(info.value, (gp.ConnectError, gp.TimeoutError))
+    assert len(server.requests) == 2 and server.connections == 1
 
 
 # --------------------------------------------------------------------------

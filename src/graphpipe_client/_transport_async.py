@@ -37,6 +37,7 @@ This is the only module that knows httpx. What it relies on, each covered by
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import ssl
 import sys
@@ -72,7 +73,7 @@ from ._exceptions import (
     TLSError,
     TransportError,
 )
-from ._log import debug_enabled, log_exchange, log_failure
+from ._log import debug_enabled, log_exchange, log_failure, logger
 from ._messages import EncodedMessage
 from ._proxy import Proxy, ProxyChooser
 from ._transport_asyncio import AsyncioTransport
@@ -178,6 +179,18 @@ async def _keeper(client: httpx.AsyncClient) -> AsyncGenerator[None, None]:
         await client.aclose()
 
 
+#: For the request being sent in this task, on the httpx path: a list that
+#: :class:`_TrackedStream` appends to when the request's first write failed on a
+#: reused connection (a connection the server closed while idle).
+_UNSENT: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar(
+    "graphpipe_unsent", default=None
+)
+
+
+class _NotWritten(Exception):
+    """The request's first write failed on a reused connection: it may be sent once more."""
+
+
 class _TrackedStream(httpcore.AsyncNetworkStream):
     """A connection's stream that accounts for every byte read (see property 3 above)."""
 
@@ -192,9 +205,20 @@ class _TrackedStream(httpcore.AsyncNetworkStream):
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
         tracker = self._tracker
-        if tracker.idle:  # no response pending: this write starts a new request
+        first = tracker.idle  # no response pending: this write starts a new request
+        if first:
             tracker.request_sent(bytes(buffer[:8]).split(b" ", 1)[0].decode("latin-1"))
-        await self._inner.write(buffer, timeout)
+        try:
+            await self._inner.write(buffer, timeout)
+        except Exception:
+            if first and tracker.requests > 1:
+                # The first write of a request on a reused connection: nothing of it left.
+                # httpcore goes on to read a response, and reports what the read finds;
+                # tell _send that this request provably never reached the server.
+                unsent = _UNSENT.get()
+                if unsent is not None:
+                    unsent.append(True)
+            raise
 
     async def aclose(self) -> None:
         await self._inner.aclose()
@@ -387,6 +411,22 @@ class AsyncTransport:
             raise deadline_error(req) from exc
 
     async def _send(self, req: PreparedRequest) -> RawResponse:
+        """One exchange; sent once more, on another connection, only when the first attempt
+        failed at its first write on a reused connection (as the fast path does)."""
+        unsent: list[bool] = []
+        token = _UNSENT.set(unsent)
+        try:
+            try:
+                return await self._send_attempt(req, unsent)
+            except _NotWritten:
+                logger.debug(
+                    "%s: the connection was closed; sending once more", req.endpoint.redacted
+                )
+                return await self._send_attempt(req, None)
+        finally:
+            _UNSENT.reset(token)
+
+    async def _send_attempt(self, req: PreparedRequest, unsent: list[bool] | None) -> RawResponse:
         where = req.endpoint.redacted
         t = req.timeout
         client = await self._client()
@@ -408,12 +448,16 @@ class AsyncTransport:
                 f"no response from {where} within the read timeout of {t.read} s", url=where
             ) from exc
         except httpx.RemoteProtocolError as exc:
+            if unsent:
+                raise _NotWritten from exc
             raise TransportError(
                 f"the connection to {where} was closed before a response arrived "
                 f"(a GraphPipe server drops the connection on a request it cannot parse): {exc}",
                 url=where,
             ) from exc
         except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
+            if unsent and isinstance(exc, httpx.TransportError):
+                raise _NotWritten from exc
             raise TransportError(
                 f"request to {where} failed: {str(exc) or type(exc).__name__}", url=where
             ) from exc
