@@ -32,6 +32,14 @@ This is the only module that knows httpx. What it relies on, each covered by
    close async generators; the pool's keeper is one), so a client reused
    across loops (repeated ``asyncio.run``, notebooks) never hands a
    connection of one loop to another.
+5. httpcore writes a request through the connection's stream, in the
+   caller's task (so a ``contextvars`` value set around ``client.send`` is
+   seen there), and a failed write surfaces as an ``httpx.TransportError``
+   (httpcore reads on after a ``WriteError``, for an early answer, and reports
+   what the read finds). :class:`_TrackedStream` notes a failed *first* write
+   of a request on a reused connection, and :meth:`AsyncTransport._send`
+   then sends the request once more (covered under trio, where such a write
+   fails at once).
 """
 
 from __future__ import annotations
