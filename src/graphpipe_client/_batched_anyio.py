@@ -6,7 +6,7 @@ these, which keep the same contract (``docs/batched.md``): at most
 ``concurrency`` batches in flight, outputs in row order, the first failed
 batch raised as :class:`BatchError` (or each handed to ``on_error``), the
 client usable afterwards. anyio comes with httpx (it is how httpx itself
-runs under trio), so this costs no dependency; it is imported on first use.
+runs under trio), so this costs no dependency.
 
 - :func:`run_tasks` keeps a sliding window in one task group: a finished
   batch makes room for the next, as on asyncio.
@@ -27,6 +27,7 @@ import math
 from collections.abc import AsyncIterable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import numpy as np
 
 from ._batched import (
@@ -60,8 +61,6 @@ async def run_tasks(
     on_error: OnError | None,
 ) -> list[np.ndarray]:
     """Every batch of ``plan``, at most ``concurrency`` at once, in one anyio task group."""
-    import anyio
-
     writer = OutputWriter(plan.rows)
     send: MemoryObjectSendStream[tuple[Batch, Exception | None]]
     receive: MemoryObjectReceiveStream[tuple[Batch, Exception | None]]
@@ -126,8 +125,6 @@ async def _run_window(
     call: AsyncCall, window: list[list[np.ndarray]]
 ) -> list[list[np.ndarray] | Exception]:
     """Every batch of ``window`` at once, in a task group: each one's outputs or exception."""
-    import anyio
-
     results: list[list[np.ndarray] | Exception] = [RuntimeError("not run (a bug)") for _ in window]
 
     async def work(k: int, arrays: list[np.ndarray]) -> None:
