@@ -157,15 +157,7 @@ def predict_frame(
     wanted, decls = declare_outputs(meta, output_names, lambda: _metadata_of(target, spec))
     encode_infer_request([np.empty((0, len(cols)), matrix)], names, wanted, config)
     out_columns = _column_names(decls)
-    job = _BlockJob(
-        spec,
-        None if names is None else tuple(names),
-        None if wanted is None else tuple(wanted),
-        config,
-        batch_size,
-        concurrency,
-        tuple(decls),
-    )
+    job = _BlockJob.of(spec, names, wanted, config, batch_size, concurrency, decls)
     import pandas as pd
 
     empty = [np.empty((0, *d.row_shape), d.dtype) for d in decls]

@@ -71,6 +71,28 @@ class _BlockJob:
     concurrency: int
     outputs: tuple[OutputDecl, ...]
 
+    @classmethod
+    def of(
+        cls,
+        spec: ClientSpec,
+        input_names: Sequence[str | None] | None,
+        output_names: Sequence[str] | None,
+        config: str | bytes | None,
+        batch_size: int,
+        concurrency: int,
+        outputs: Sequence[OutputDecl],
+    ) -> _BlockJob:
+        """The job, with its sequences made tuples (hashable, as the graph's tokens need)."""
+        return cls(
+            spec,
+            None if input_names is None else tuple(input_names),
+            None if output_names is None else tuple(output_names),
+            config,
+            batch_size,
+            concurrency,
+            tuple(outputs),
+        )
+
     def score(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         """One block's outputs, scored with this process's shared client and checked.
 
@@ -232,15 +254,7 @@ def _lazy_outputs(
         wanted,
         config,
     )
-    job = _BlockJob(
-        spec,
-        None if names is None else tuple(names),
-        None if wanted is None else tuple(wanted),
-        config,
-        batch_size,
-        concurrency,
-        tuple(decls),
-    )
+    job = _BlockJob.of(spec, names, wanted, config, batch_size, concurrency, decls)
     score = delayed(_score_block, pure=True, nout=len(decls))
     row_chunks = xs[0].chunks[0]
     blocks = [x.to_delayed().ravel() for x in xs]
