@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -28,7 +29,7 @@ import graphpipe_client as gp
 from . import legacy
 from .rawclient import RawClient, request_head
 from .server import BenchServer
-from .timing import Figure, interleaved, median
+from .timing import Figure, MachineUse, interleaved, median
 from .workloads import WORKLOADS, Workload
 
 __all__ = ["run_large", "run_server_floor", "run_small", "run_throughput"]
@@ -410,6 +411,7 @@ def run_throughput(
     remote = None if isinstance(old, str) else old[0]
     figures: list[Figure] = []
     table: dict[str, dict[str, dict[int, float]]] = {}
+    machine_use: dict[tuple[str, str, int], float] = {}  # share of all cores busy, async runs
     scenarios = [
         (name, model_ms, calls)
         for model_ms in (0, MODEL_MS)
@@ -454,25 +456,33 @@ def run_throughput(
             calls: int = calls,
             rows: int = rows,
             many: int = many,
-        ) -> dict[int, list[float]]:
+        ) -> tuple[dict[int, list[float]], dict[int, list[float]]]:
             counts = (1, 5) if not many else (1, 5, many)
             out: dict[int, list[float]] = {c: [] for c in counts}
+            used: dict[int, list[float]] = {c: [] for c in counts}
             async with gp.AsyncClient(url) as aclient:
                 for _ in range(runs):
                     for callers in counts:
                         n = calls if callers <= 5 else max(1, calls * 5 // callers)
+                        use = MachineUse()
                         out[callers].append(
                             await _tasks_rows_per_s(lambda: aclient.execute(x), callers, n, rows)
                         )
-            return out
+                        share = use.stop()
+                        if share is not None:
+                            used[callers].append(share)
+            return out, used
 
         uvloop = _uvloop()
         loops: list[tuple[str, Any]] = [(ASYNC, None)]
         if uvloop is not None:
             loops.append((ASYNC_UV, uvloop.new_event_loop))
         for kind, factory in loops:
-            for callers, rates in _run_on(factory, async_part()).items():
+            rates_by, used_by = _run_on(factory, async_part())
+            for callers, rates in rates_by.items():
                 samples[(kind, callers)] = rates
+                if used_by[callers]:
+                    machine_use[(key, kind, callers)] = median(used_by[callers])
         for (kind, callers), rates in samples.items():
             table[key].setdefault(kind, {})[callers] = median(rates)
         for kind, by in table[key].items():
@@ -522,6 +532,14 @@ def run_throughput(
                 if kind not in table[key]:
                     continue
                 by = table[key][kind]
+                use1 = machine_use.get((key, kind, 1))
+                use5 = machine_use.get((key, kind, 5))
+                cores = os.cpu_count() or 1
+                busy = (
+                    f"; the machine's {cores} cores were {use1:.0%} busy at 1 task, {use5:.0%} at 5"
+                    if use1 is not None and use5 is not None
+                    else ""
+                )
                 figures.append(
                     Figure(
                         "throughput",
@@ -534,7 +552,7 @@ def run_throughput(
                         "",
                         lower_is_better=False,
                         note=f"1.2x of 1 task would be {1.2 * by[1] / ceiling:.2f}x the floor's "
-                        f"5-caller rows/s; 5 tasks reach {by[5] / ceiling:.2f}x of it",
+                        f"5-caller rows/s; 5 tasks reach {by[5] / ceiling:.2f}x of it{busy}",
                         samples=samples[(kind, 1)],
                         baseline_samples=samples[(RAW, 5)],
                     )

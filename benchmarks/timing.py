@@ -13,6 +13,7 @@ from typing import Any
 __all__ = [
     "CpuWatch",
     "Figure",
+    "MachineUse",
     "busy_fraction",
     "interleaved",
     "machine_info",
@@ -147,6 +148,33 @@ class CpuWatch:
         if total <= 0:
             return None
         return max(0.0, (total - (idle1 - idle0) - (_own_ticks() - own0)) / total)
+
+
+class MachineUse:
+    """Share of the machine's CPU time (all cores, all processes) not idle between start and :meth:`stop`.
+
+    Time the hypervisor took from this virtual machine (steal) counts as used:
+    it was not ours to have. ``None`` where ``/proc/stat`` is not readable.
+    """
+
+    def __init__(self) -> None:
+        try:
+            self._start: tuple[int, int] | None = _cpu_ticks()
+        except (OSError, ValueError, IndexError):
+            self._start = None
+
+    def stop(self) -> float | None:
+        if self._start is None:
+            return None
+        total0, idle0 = self._start
+        try:
+            total1, idle1 = _cpu_ticks()
+        except (OSError, ValueError, IndexError):
+            return None
+        total = total1 - total0
+        if total <= 0:
+            return None
+        return max(0.0, 1.0 - (idle1 - idle0) / total)
 
 
 def busy_fraction(seconds: float = 1.0) -> float | None:

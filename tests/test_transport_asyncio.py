@@ -10,6 +10,7 @@ on cancellation, no collapse with many waiting calls), zero copy and memory.
 from __future__ import annotations
 
 import asyncio
+import os
 import select
 import socket
 import ssl
@@ -23,7 +24,7 @@ import numpy as np
 import pytest
 
 import graphpipe_client as gp
-from graphpipe_client import _transport_asyncio
+from graphpipe_client import _send_thread, _transport_asyncio
 from graphpipe_client.testing import serve
 
 LOOPS = ["asyncio", "uvloop"]
@@ -234,6 +235,64 @@ def test_property_4_a_failed_write_leaves_the_transport_closing(loop_kind: str) 
     assert isinstance(exc, OSError)
 
 
+@pytest.mark.parametrize("loop_kind", LOOPS)
+def test_property_5_bytes_sent_on_a_duplicate_of_an_idle_transports_socket_go_out_in_order(
+    loop_kind: str,
+) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    received = bytearray()
+
+    def serve_one() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            while chunk := conn.recv(1 << 20):
+                received.extend(chunk)
+
+    server = threading.Thread(target=serve_one, daemon=True)
+    server.start()
+    body = np.random.default_rng(5).integers(0, 255, 8 << 20, dtype=np.uint8).tobytes()
+
+    async def main() -> tuple[bool, list[int]]:
+        loop = asyncio.get_running_loop()
+        transport, proto = await loop.create_connection(
+            lambda: Recorder(memoryview(bytearray(1))), "127.0.0.1", port
+        )
+        transport.set_write_buffer_limits(0, 0)
+        transport.write(b"HEAD")
+        assert transport.get_write_buffer_size() == 0  # handed over: the transport is idle
+        fd = os.dup(transport.get_extra_info("socket").fileno())
+        blocking = os.get_blocking(fd)  # the duplicate shares the loop's non-blocking mode
+        sizes: list[int] = []
+
+        def send_body() -> None:
+            with socket.socket(fileno=fd) as dup:
+                view, pos = memoryview(body), 0
+                poller = select.poll()
+                poller.register(fd, select.POLLOUT)
+                while pos < len(body):
+                    try:
+                        pos += dup.send(view[pos : pos + (1 << 20)])
+                    except BlockingIOError:
+                        poller.poll(1000)
+                    sizes.append(transport.get_write_buffer_size())
+
+        await loop.run_in_executor(None, send_body)
+        transport.write(b"TAIL")
+        while transport.get_write_buffer_size():
+            await asyncio.sleep(0.01)
+        transport.close()
+        await asyncio.wait_for(proto.gone, 5)
+        return blocking, sizes
+
+    blocking, sizes = run_on(loop_kind, main)
+    server.join(10)
+    listener.close()
+    assert not blocking
+    assert set(sizes) == {0}  # the transport wrote nothing of its own meanwhile
+    assert bytes(received) == b"HEAD" + body + b"TAIL"
+
+
 # --------------------------------------------------------------------------
 # The fast path itself
 
@@ -374,3 +433,236 @@ def test_a_large_response_costs_no_more_memory_than_with_the_sync_client(loop_ki
             sync_peak = measured(lambda: client.execute(x))
         async_peak = run_on(loop_kind, lambda: main(server.url))
     assert async_peak <= sync_peak + (512 << 10), (async_peak, sync_peak)
+
+
+# --------------------------------------------------------------------------
+# Large request bodies written from a thread (``_send_thread``)
+
+BIG = np.arange(2 << 20, dtype=np.float32)  # 8 MiB: over THREAD_SEND_BYTES
+
+
+@pytest.fixture
+def senders(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Counts the bodies written from a thread, and the most threads writing at once."""
+    counts = {"made": 0, "peak": 0}
+    real = _send_thread.BodySender
+    claim = _send_thread.claim_thread
+
+    class Counted(real):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any) -> None:
+            counts["made"] += 1
+            super().__init__(*args)
+
+    def claim_counted() -> bool:
+        taken = claim()
+        counts["peak"] = max(counts["peak"], _send_thread._busy)
+        return taken
+
+    monkeypatch.setattr(_transport_asyncio, "BodySender", Counted)
+    monkeypatch.setattr(_transport_asyncio, "claim_thread", claim_counted)
+    return counts
+
+
+def send_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "graphpipe-send"]
+
+
+def no_send_thread_within(seconds: float) -> bool:
+    end = time.monotonic() + seconds
+    while send_threads():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.01)
+    return _send_thread._busy == 0
+
+
+async def keep_company(url: str, seconds: float) -> Any:
+    """A call that stays in flight on this loop for ``seconds`` (the server's delay)."""
+    async with gp.AsyncClient(url, timeout=30) as other:
+        return await other.execute(np.ones(2))
+
+
+@pytest.mark.parametrize("loop_kind", LOOPS)
+def test_a_large_body_goes_out_from_a_thread_only_while_calls_share_the_loop(
+    loop_kind: str, senders: dict[str, int]
+) -> None:
+    async def main(url: str) -> tuple[int, list[bool]]:
+        async with gp.AsyncClient(url) as client:
+            np.testing.assert_array_equal(await client.execute(BIG), BIG * 2)
+            alone = senders["made"]  # one call: the loop's thread writes its body
+            xs = [BIG + i for i in range(4)]
+            outs = await asyncio.gather(*(client.execute(x) for x in xs))
+            return alone, [bool(np.array_equal(o, x * 2)) for o, x in zip(outs, xs, strict=True)]
+
+    with serve(double) as server:
+        alone, ok = run_on(loop_kind, lambda: main(server.url))
+    assert alone == 0
+    assert ok == [True] * 4  # each call got its own answer
+    assert senders["made"] >= 1
+    assert no_send_thread_within(2)
+
+
+@pytest.mark.parametrize("loop_kind", LOOPS)
+def test_no_more_bodies_go_out_from_threads_at_once_than_the_cap(
+    loop_kind: str, senders: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert no_send_thread_within(5), (send_threads(), _send_thread._busy)
+    monkeypatch.setattr(_send_thread, "MAX_SEND_THREADS", 1)
+
+    async def main(url: str) -> list[bool]:
+        async with gp.AsyncClient(url) as client:
+            xs = [BIG + i for i in range(4)]
+            outs = await asyncio.gather(*(client.execute(x) for x in xs))
+            return [bool(np.array_equal(o, x * 2)) for o, x in zip(outs, xs, strict=True)]
+
+    with serve(double) as server:
+        ok = run_on(loop_kind, lambda: main(server.url))
+    assert ok == [True] * 4  # the calls beyond the cap wrote from the loop
+    assert senders["peak"] == 1 and senders["made"] >= 1, senders
+    assert no_send_thread_within(2)
+
+
+class DeafServer:
+    """Reads a request's head, then nothing more until released; then closes."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.release = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += conn.recv(1)
+            self.release.wait(30)
+
+    def close(self) -> None:
+        self.release.set()
+        self.thread.join(10)
+        self.listener.close()
+
+
+@pytest.mark.parametrize("how", ["deadline", "read-timeout", "cancel"])
+@pytest.mark.parametrize("loop_kind", LOOPS)
+def test_a_threaded_send_to_a_server_that_stops_reading_ends_in_time(
+    loop_kind: str, how: str, senders: dict[str, int]
+) -> None:
+    # 64 MiB to a server that stops reading: the kernel buffers fill and the
+    # thread waits for room. The deadline, the read timeout or a cancel ends it,
+    # thread and all, as on the loop.
+    big = np.arange(16 << 20, dtype=np.float32)
+    timeout = {
+        "deadline": gp.Timeout(connect=2, read=10, total=0.5),
+        "read-timeout": gp.Timeout(connect=2, read=0.5),
+        "cancel": gp.Timeout(connect=2, read=10),
+    }[how]
+
+    async def main(deaf: str, slow: str) -> tuple[BaseException | None, float, bool]:
+        company = asyncio.ensure_future(keep_company(slow, 3))
+        await asyncio.sleep(0.2)  # in flight: the big call shares the loop
+        async with gp.AsyncClient(deaf, timeout=timeout, retries=0) as client:
+            call = asyncio.ensure_future(client.execute(big))
+            started = time.monotonic()
+            if how == "cancel":
+                await asyncio.sleep(0.5)
+                call.cancel()
+            try:
+                await call
+            except BaseException as exc:
+                outcome: BaseException | None = exc
+            else:
+                outcome = None
+            elapsed = time.monotonic() - started
+            # The server still holds the connection open: only the client can end the thread.
+            ended = await asyncio.to_thread(no_send_thread_within, 1)
+        company.cancel()
+        await asyncio.gather(company, return_exceptions=True)
+        return outcome, elapsed, ended
+
+    deaf = DeafServer()
+    try:
+        with serve(double) as slow:
+            slow.set_faults(delay=3)
+            outcome, elapsed, ended = run_on(loop_kind, lambda: main(deaf.url, slow.url))
+    finally:
+        deaf.close()
+    expected = {
+        "deadline": gp.DeadlineExceeded,
+        "read-timeout": gp.ReadTimeout,
+        "cancel": asyncio.CancelledError,
+    }[how]
+    assert isinstance(outcome, expected), repr(outcome)
+    assert elapsed < 0.5 + 1.0, elapsed
+    assert senders["made"] == 1  # the body was being written from a thread
+    assert ended  # and that thread ended with the call
+
+
+class EarlyAnswer:
+    """Answers 413 after a request's head, without reading the body; then drains or closes."""
+
+    def __init__(self, then: str) -> None:
+        self.then = then
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += conn.recv(1)
+            conn.sendall(
+                b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: text/plain\r\n"
+                b"Content-Length: 7\r\nConnection: close\r\n\r\ntoo big"
+            )
+            if self.then == "drain":
+                conn.shutdown(socket.SHUT_WR)
+                conn.settimeout(10)
+                while conn.recv(1 << 20):
+                    pass
+
+    def close(self) -> None:
+        self.thread.join(10)
+        self.listener.close()
+
+
+@pytest.mark.parametrize("then", ["drain", "close"])
+@pytest.mark.parametrize("loop_kind", LOOPS)
+def test_an_early_answer_during_a_threaded_send(
+    loop_kind: str, then: str, senders: dict[str, int]
+) -> None:
+    big = np.arange(16 << 20, dtype=np.float32)
+
+    async def main(url: str, slow: str) -> BaseException | None:
+        company = asyncio.ensure_future(keep_company(slow, 2))
+        await asyncio.sleep(0.2)
+        async with gp.AsyncClient(url, timeout=10, retries=0) as client:
+            try:
+                await client.execute(big)
+            except BaseException as exc:
+                outcome: BaseException | None = exc
+            else:
+                outcome = None
+        await asyncio.gather(company, return_exceptions=True)
+        return outcome
+
+    server = EarlyAnswer(then)
+    try:
+        with serve(double) as slow:
+            slow.set_faults(delay=2)
+            outcome = run_on(loop_kind, lambda: main(server.url, slow.url))
+    finally:
+        server.close()
+    assert senders["made"] == 1
+    if then == "drain" or isinstance(outcome, gp.HTTPStatusError):
+        assert isinstance(outcome, gp.HTTPStatusError), repr(outcome)
+        assert outcome.status_code == 413 and outcome.body == "too big"
+    else:  # the server's kernel may reset the connection, and the 413 be lost
+        assert isinstance(outcome, gp.TransportError), repr(outcome)
+    assert no_send_thread_within(1)

@@ -12,6 +12,10 @@ does, with asyncio's protocol API instead of blocking sockets:
 - The request head and a small body go out in one ``transport.write``; a
   large body goes out as views of the caller's arrays, slice by slice,
   under the transport's flow control (``pause_writing``/``resume_writing``).
+  While other calls share the loop, a body of 4 MiB or more on a plain
+  TCP connection goes out from a thread of its own instead
+  (:mod:`._send_thread`), so that the loop's thread stays free for the
+  other connections' bytes.
 - :class:`_Connection` is an ``asyncio.BufferedProtocol``: the response
   head is received into a small buffer of its own, and the body straight
   into the buffer the output arrays will view (no copy).
@@ -41,6 +45,11 @@ standard loop and on uvloop) so that a change fails loudly:
    ``write()`` returns, and ``connection_lost(exc)`` follows with the error;
    a TLS failure after the handshake (TLS 1.3: a refused client certificate)
    comes as an ``ssl.SSLError`` there.
+5. A plain TCP transport whose write buffer is empty writes nothing to its
+   socket until the next ``write()``: bytes sent meanwhile on a duplicate of
+   the socket (``os.dup`` of its ``fileno()``) go out in order, after what
+   the transport handed over and before what it is given next. The
+   duplicate shares the socket's non-blocking mode (one open file).
 """
 
 from __future__ import annotations
@@ -78,6 +87,7 @@ from ._exceptions import (
     TransportError,
 )
 from ._log import debug_enabled, log_exchange, log_failure, logger
+from ._send_thread import THREAD_SEND_BYTES, BodySender, claim_thread, free_thread
 from ._transport_sync import request_head
 
 __all__ = ["AsyncioTransport"]
@@ -94,6 +104,12 @@ BUFFER_BYTES: Final = 16 * 1024
 #: Bytes buffered (not yet consumed) at which reading pauses: a server that
 #: floods a connection costs at most this much memory.
 READ_LIMIT: Final = 2 * h11.MAX_HEAD_BYTES + 8192
+
+
+#: Calls on a connection of the fast path now, per event loop (every client's):
+#: with more than one, the loop's thread is shared, and a large body goes out
+#: from a thread of its own (:mod:`._send_thread`).
+_calls_on: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, int] = weakref.WeakKeyDictionary()
 
 
 #: What :meth:`_Connection.write_request` managed: nothing provably, part, all.
@@ -161,6 +177,7 @@ class _Connection(asyncio.BufferedProtocol):
         self.poller: Any = None  # select.poll of the socket, for the idle check
         self.gone = False  # connection_lost was called
         self.on_gone: asyncio.Future[None] | None = None
+        self.plain = False  # plain TCP, write limits at 0: a large body may go out from a thread
 
     # -- asyncio callbacks --------------------------------------------------
 
@@ -332,7 +349,13 @@ class _Connection(asyncio.BufferedProtocol):
         return h11.Truncated(message)
 
     async def write_request(
-        self, head: bytes, segments: tuple[Any, ...], nbytes: int, clock: _Clock
+        self,
+        head: bytes,
+        segments: tuple[Any, ...],
+        nbytes: int,
+        clock: _Clock,
+        *,
+        shared: bool = False,
     ) -> int:
         """Write a request: :data:`SENT` (provably handed over in full), :data:`PARTLY`, :data:`UNSENT`.
 
@@ -353,6 +376,8 @@ class _Connection(asyncio.BufferedProtocol):
             transport.write(head)
             if transport.is_closing():
                 return UNSENT
+            if shared and self.plain and nbytes >= THREAD_SEND_BYTES and claim_thread():
+                return await self._write_from_thread(segments, clock)
             for segment in segments:
                 view = memoryview(segment).cast("B")
                 for begin in range(0, view.nbytes, SEND_SLICE):
@@ -368,6 +393,42 @@ class _Connection(asyncio.BufferedProtocol):
             if self.drained and not self.writing_paused:
                 return SENT
             return UNSENT if nbytes <= SMALL_BODY else PARTLY
+        return SENT
+
+    async def _write_from_thread(self, segments: tuple[Any, ...], clock: _Clock) -> int:
+        """Write a large body from a thread (the head went out already); as :meth:`write_request`.
+
+        The loop thread stays free for the other connections' bytes meanwhile
+        (:mod:`._send_thread` says why and what it measured).
+        """
+        transport = self.transport
+        assert transport is not None
+        try:
+            while self.writing_paused and not self.lost:  # the head, handed over in full
+                await self.wait(clock)
+            sock = None if self.lost else transport.get_extra_info("socket")
+        except BaseException:
+            free_thread()
+            raise
+        if sock is None or transport.is_closing():
+            free_thread()
+            return PARTLY
+        sender = BodySender(
+            asyncio.get_running_loop(),
+            sock.fileno(),
+            segments,
+            lambda: clock.wait(clock.read),
+            lambda: _DeadlinePassed() if clock.cut else _WaitTimedOut(),
+        )
+        try:
+            sent = await sender.done
+        except BaseException:
+            sender.stop()  # cancelled, or a timeout: the connection is thrown away
+            raise
+        if not sent:
+            if self.error is None:
+                self.error = sender.error
+            return PARTLY
         return SENT
 
     async def read_head(self, clock: _Clock) -> h11.ResponseHead:
@@ -651,13 +712,16 @@ class AsyncioTransport:
             pool = pools.hosts[key] = _HostPool(self._size)
         conn = await self._acquire(pool, req, clock)
         reused = conn is not None
+        _calls_on[loop] = _calls_on.get(loop, 0) + 1
         try:
             if conn is None:
                 conn = await self._connect(req, clock, loop)
-            raw, keep = await self._exchange(conn, req, clock, reused and may_resend)
+            raw, keep = await self._exchange(conn, req, clock, reused and may_resend, loop)
         except BaseException:
             pool.release(conn, keep=False)
             raise
+        finally:
+            _calls_on[loop] -= 1
         pool.release(conn, keep)
         return replace(raw, reused=reused) if debug_enabled() else raw
 
@@ -707,6 +771,7 @@ class AsyncioTransport:
             raise ConnectError(f"cannot connect to {where}: {_reason(exc)}", url=where) from exc
         if not tls:
             transport.set_write_buffer_limits(0, 0)  # resume_writing: all handed to the kernel
+            conn.plain = True
         else:
             if self._ssl.verify_mode == ssl.CERT_NONE:
                 warn_unverified(where)
@@ -728,7 +793,12 @@ class AsyncioTransport:
         return head
 
     async def _exchange(
-        self, conn: _Connection, req: PreparedRequest, clock: _Clock, may_resend: bool
+        self,
+        conn: _Connection,
+        req: PreparedRequest,
+        clock: _Clock,
+        may_resend: bool,
+        loop: asyncio.AbstractEventLoop,
     ) -> tuple[RawResponse, bool]:
         """Write ``req`` on ``conn`` and read the response; and whether ``conn`` may be kept."""
         where = req.endpoint.redacted
@@ -738,7 +808,10 @@ class AsyncioTransport:
         try:
             head = self._head(req) + b"%d\r\n\r\n" % body.nbytes
             try:
-                written = await conn.write_request(head, body.segments, body.nbytes, clock)
+                # Another call on this loop's thread: a large body goes out from a thread.
+                written = await conn.write_request(
+                    head, body.segments, body.nbytes, clock, shared=_calls_on[loop] > 1
+                )
             except _WaitTimedOut as exc:
                 raise TimeoutError from exc
             sent = written == SENT
