@@ -19,12 +19,13 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import numpy as np
 
 import graphpipe_client as gp
+from graphpipe_client import _send_thread
 
 from . import legacy
 from .rawclient import RawClient, request_head
@@ -402,6 +403,24 @@ MODEL_MS = 5
 #: Tasks sharing one async client in the "no collapse with many waiting calls" run.
 TASKS = 200
 
+#: The key of the run of 5 tasks whose large request bodies are all written from the
+#: event loop's thread (the fast path's send threads off), set beside the usual 5 tasks.
+LOOP_SENDS = -5
+
+
+@contextlib.contextmanager
+def _send_threads(on: bool) -> Iterator[None]:
+    """The async fast path's send threads on (as shipped) or off (every body from the loop)."""
+    if on:
+        yield
+        return
+    cap = _send_thread.MAX_SEND_THREADS
+    _send_thread.MAX_SEND_THREADS = 0  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        _send_thread.MAX_SEND_THREADS = cap  # type: ignore[misc]
+
 
 def run_throughput(
     server: BenchServer, runs: int, quick: bool, log: Log = print
@@ -457,17 +476,22 @@ def run_throughput(
             rows: int = rows,
             many: int = many,
         ) -> tuple[dict[int, list[float]], dict[int, list[float]]]:
-            counts = (1, 5) if not many else (1, 5, many)
+            counts: tuple[int, ...] = (1, 5) if not many else (1, 5, many)
+            if x.nbytes >= _send_thread.THREAD_SEND_BYTES:
+                counts += (LOOP_SENDS,)  # the same 5 tasks with the threads off, side by side
             out: dict[int, list[float]] = {c: [] for c in counts}
             used: dict[int, list[float]] = {c: [] for c in counts}
             async with gp.AsyncClient(url) as aclient:
                 for _ in range(runs):
                     for callers in counts:
-                        n = calls if callers <= 5 else max(1, calls * 5 // callers)
+                        tasks = 5 if callers == LOOP_SENDS else callers
+                        n = calls if tasks <= 5 else max(1, calls * 5 // tasks)
                         use = MachineUse()
-                        out[callers].append(
-                            await _tasks_rows_per_s(lambda: aclient.execute(x), callers, n, rows)
-                        )
+                        with _send_threads(callers != LOOP_SENDS):
+                            rate = await _tasks_rows_per_s(
+                                lambda: aclient.execute(x), tasks, n, rows
+                            )
+                        out[callers].append(rate)
                         share = use.stop()
                         if share is not None:
                             used[callers].append(share)
@@ -493,6 +517,23 @@ def run_throughput(
             target: float | None = 1.0 if kind in (SYNC, ASYNC, ASYNC_UV) else None
             if kind in (ASYNC, ASYNC_UV) and name == "seed" and not model_ms:
                 target = 1.2  # issue 14: 5 tasks give 1.2x the rows/s of 1 on the instant server
+            if LOOP_SENDS in by:
+                figures.append(
+                    Figure(
+                        "throughput",
+                        f"{kind}: rows/s at 5 tasks, large bodies from threads vs from the "
+                        f"loop, {label}",
+                        "rows/s",
+                        by[5],
+                        "5 tasks, bodies from the loop",
+                        by[LOOP_SENDS],
+                        None,
+                        "",
+                        lower_is_better=False,
+                        samples=samples[(kind, 5)],
+                        baseline_samples=samples[(kind, LOOP_SENDS)],
+                    )
+                )
             if TASKS in by:
                 figures.append(
                     Figure(
