@@ -3,13 +3,15 @@
 Why: an event loop runs on one thread, and on the asyncio fast path that
 thread makes every copy of every connection's bytes into and out of the
 kernel. One call of 128 images (77 MB out, 12.8 MB back) already keeps it
-about 90% busy, so five such calls at once on the loop thread gave no more
-rows/s than one (0.99x on the standard loop, 1.04x on uvloop, medians of six
-runs on this repository's 2-core benchmark machine). With the large bodies
-written by threads, while the loop thread receives, five calls gave 1.20x
-(standard loop) and 1.44x (uvloop) the rows/s of one, and one call was as fast
-as before. ``socket.send`` releases the GIL while the kernel copies, so the
-copies of several calls run on several cores.
+about 90% busy, so five such calls at once on the loop's thread gave about
+the rows/s of one (0.95x-1.11x). With their bodies written by threads while
+the loop's thread receives, five calls gave 1.12x-1.38x the rows/s of the
+same five with every body from the loop on the standard loop, and
+0.93x-1.19x (about even) on uvloop (four benchmark runs on the 2-core
+benchmark machine, instant server and 5 ms model; docs/performance.md). ``socket.send`` releases the
+GIL while the kernel copies, so the copies of several calls run on several
+cores. A call alone on its loop does not use a thread: there the loop's
+thread has nothing else to do, and one call's figures stay as they were.
 
 How: the thread writes on a duplicate (``os.dup``) of the connection's
 socket, one slice at a time, waiting with ``poll`` for room in the kernel's
