@@ -14,6 +14,8 @@ import os
 import select
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 import tracemalloc
@@ -666,3 +668,24 @@ def test_an_early_answer_during_a_threaded_send(
     else:  # the server's kernel may reset the connection, and the 413 be lost
         assert isinstance(outcome, gp.TransportError), repr(outcome)
     assert no_send_thread_within(1)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_starts_with_every_send_thread_place_free() -> None:
+    # In a fresh interpreter (no threads: fork is clean there): the parent holds
+    # every place; the child, which has none of the parent's threads, holds none.
+    script = """
+import os
+from graphpipe_client import _send_thread as st
+while st.claim_thread():
+    pass
+pid = os.fork()
+if pid == 0:
+    os._exit(0 if st._busy == 0 and st.claim_thread() else 1)
+_, status = os.waitpid(pid, 0)
+print(st._busy, os.waitstatus_to_exitcode(status))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.split() == [str(_send_thread.MAX_SEND_THREADS), "0"]
