@@ -140,14 +140,11 @@ class CpuWatch:
         if self._start is None:
             return None
         total0, idle0, own0 = self._start
-        try:
-            total1, idle1 = _cpu_ticks()
-        except (OSError, ValueError, IndexError):
+        since = _ticks_since(total0, idle0)
+        if since is None:
             return None
-        total = total1 - total0
-        if total <= 0:
-            return None
-        return max(0.0, (total - (idle1 - idle0) - (_own_ticks() - own0)) / total)
+        total, idle = since
+        return max(0.0, (total - idle - (_own_ticks() - own0)) / total)
 
 
 class MachineUse:
@@ -166,15 +163,22 @@ class MachineUse:
     def stop(self) -> float | None:
         if self._start is None:
             return None
-        total0, idle0 = self._start
-        try:
-            total1, idle1 = _cpu_ticks()
-        except (OSError, ValueError, IndexError):
+        since = _ticks_since(*self._start)
+        if since is None:
             return None
-        total = total1 - total0
-        if total <= 0:
-            return None
-        return max(0.0, 1.0 - (idle1 - idle0) / total)
+        total, idle = since
+        return max(0.0, 1.0 - idle / total)
+
+
+def _ticks_since(total0: int, idle0: int) -> tuple[int, int] | None:
+    """All ticks and idle ticks since ``total0``/``idle0``; ``None`` if unreadable or none passed."""
+    try:
+        total1, idle1 = _cpu_ticks()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 - total0 <= 0:
+        return None
+    return total1 - total0, idle1 - idle0
 
 
 def busy_fraction(seconds: float = 1.0) -> float | None:

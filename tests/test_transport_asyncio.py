@@ -524,13 +524,13 @@ def test_no_more_bodies_go_out_from_threads_at_once_than_the_cap(
     assert no_send_thread_within(2)
 
 
-class DeafServer:
-    """Reads a request's head, then nothing more until released; then closes."""
+class HeadOnlyServer:
+    """One connection: reads a request's head, never its body, then runs ``after(conn)``."""
 
-    def __init__(self) -> None:
+    def __init__(self, after: Callable[[socket.socket], object]) -> None:
+        self.after = after
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
-        self.release = threading.Event()
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 
@@ -540,10 +540,9 @@ class DeafServer:
             head = b""
             while b"\r\n\r\n" not in head:
                 head += conn.recv(1)
-            self.release.wait(30)
+            self.after(conn)
 
     def close(self) -> None:
-        self.release.set()
         self.thread.join(10)
         self.listener.close()
 
@@ -585,12 +584,14 @@ def test_a_threaded_send_to_a_server_that_stops_reading_ends_in_time(
         await asyncio.gather(company, return_exceptions=True)
         return outcome, elapsed, ended
 
-    deaf = DeafServer()
+    release = threading.Event()
+    deaf = HeadOnlyServer(lambda conn: release.wait(30))  # then reads nothing more
     try:
         with serve(double) as slow:
             slow.set_faults(delay=3)
             outcome, elapsed, ended = run_on(loop_kind, lambda: main(deaf.url, slow.url))
     finally:
+        release.set()
         deaf.close()
     expected = {
         "deadline": gp.DeadlineExceeded,
@@ -603,35 +604,21 @@ def test_a_threaded_send_to_a_server_that_stops_reading_ends_in_time(
     assert ended  # and that thread ended with the call
 
 
-class EarlyAnswer:
-    """Answers 413 after a request's head, without reading the body; then drains or closes."""
+def answer_413(then: str) -> Callable[[socket.socket], None]:
+    """Answer 413 at once, without reading the body; then drain the body, or close."""
 
-    def __init__(self, then: str) -> None:
-        self.then = then
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+    def after(conn: socket.socket) -> None:
+        conn.sendall(
+            b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: text/plain\r\n"
+            b"Content-Length: 7\r\nConnection: close\r\n\r\ntoo big"
+        )
+        if then == "drain":
+            conn.shutdown(socket.SHUT_WR)
+            conn.settimeout(10)
+            while conn.recv(1 << 20):
+                pass
 
-    def _serve(self) -> None:
-        conn, _ = self.listener.accept()
-        with conn:
-            head = b""
-            while b"\r\n\r\n" not in head:
-                head += conn.recv(1)
-            conn.sendall(
-                b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: text/plain\r\n"
-                b"Content-Length: 7\r\nConnection: close\r\n\r\ntoo big"
-            )
-            if self.then == "drain":
-                conn.shutdown(socket.SHUT_WR)
-                conn.settimeout(10)
-                while conn.recv(1 << 20):
-                    pass
-
-    def close(self) -> None:
-        self.thread.join(10)
-        self.listener.close()
+    return after
 
 
 @pytest.mark.parametrize("then", ["drain", "close"])
@@ -654,7 +641,7 @@ def test_an_early_answer_during_a_threaded_send(
         await asyncio.gather(company, return_exceptions=True)
         return outcome
 
-    server = EarlyAnswer(then)
+    server = HeadOnlyServer(answer_413(then))
     try:
         with serve(double) as slow:
             slow.set_faults(delay=2)
