@@ -50,7 +50,8 @@ THREAD_SEND_BYTES: Final = 4 << 20
 #: its body from the loop, as it would without threads (it never waits for a thread).
 MAX_SEND_THREADS: Final = 8
 
-#: Largest piece handed to one ``send`` (as the loop's slices).
+#: Largest piece handed to one ``send``. Measured in the thread, one call alone:
+#: 256 KiB slices cost a quarter of the rate; 1 to 64 MiB were alike.
 SEND_SLICE: Final = 1 << 20
 
 _SEND_FLAGS: Final = getattr(socket, "MSG_NOSIGNAL", 0)  # EPIPE, never SIGPIPE
@@ -119,20 +120,22 @@ class BodySender:
         self._closed = False
         self.error: OSError | None = None
         self.done: asyncio.Future[bool] = loop.create_future()
-        self._sock: socket.socket | None = None
         try:
             self._sock = socket.socket(fileno=os.dup(fileno))
+        except BaseException:
+            free_thread()
+            raise
+        try:
             threading.Thread(target=self._run, name="graphpipe-send", daemon=True).start()
         except BaseException:
-            if self._sock is not None:
-                self._sock.close()
+            self._sock.close()
             free_thread()
             raise
 
     def stop(self) -> None:
         """End the send now (the call was cancelled): shut the connection down."""
         with self._lock:
-            if not self._closed and self._sock is not None:
+            if not self._closed:
                 with contextlib.suppress(OSError):  # the connection is gone already
                     self._sock.shutdown(socket.SHUT_RDWR)
 
@@ -145,7 +148,6 @@ class BodySender:
         finally:
             with self._lock:
                 self._closed = True
-                assert self._sock is not None
                 self._sock.close()
             free_thread()
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
@@ -161,7 +163,6 @@ class BodySender:
 
     def _send(self) -> bool:
         sock = self._sock
-        assert sock is not None
         poller = select.poll()
         poller.register(sock.fileno(), select.POLLOUT)
         for segment in self._segments:
