@@ -73,10 +73,13 @@ def oldest(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Ruff: lint and formatting check."""
+    """Ruff (lint and formatting), and the layers (import-linter; see docs/architecture.md)."""
     _install_group(session, "lint")
     session.run("ruff", "check", "src", "tests", "examples", "benchmarks", "noxfile.py")
     session.run("ruff", "format", "--check", "src", "tests", "examples", "noxfile.py")
+    # The contracts are in pyproject.toml ([tool.importlinter]); grimp reads the source
+    # tree, so the package need not be installed.
+    session.run("lint-imports", "--no-cache", env={"PYTHONPATH": "src"})
 
 
 @nox.session
@@ -159,7 +162,7 @@ def fuzz(session: nox.Session) -> None:
         "GP_FUZZ_EXAMPLES": os.environ.get("GP_FUZZ_EXAMPLES", "3000"),
         "GP_FUZZ_STRIDE": os.environ.get("GP_FUZZ_STRIDE", "1"),
     }
-    session.run("pytest", "-q", "tests/test_fuzz.py", *session.posargs, env=env)
+    session.run("pytest", "-q", "tests/wire/test_fuzz.py", *session.posargs, env=env)
     session.run(
         "python",
         "tests/fuzz_atheris.py",

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 import graphpipe_client as gp
-from graphpipe_client import _send_thread
+from graphpipe_client._transports import send_thread as _send_thread
 
 from . import legacy
 from .rawclient import RawClient, request_head

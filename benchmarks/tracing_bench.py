@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 import graphpipe_client as gp
-from graphpipe_client import _tracing
+from graphpipe_client._observe import tracing as _tracing
 
 from .child_server import ChildServer
 from .timing import Figure, interleaved, median

@@ -1,6 +1,6 @@
 """The ways an ``AsyncClient`` call can travel, for tests that run a scenario through each.
 
-- ``asyncio``: the fast path (``_transport_asyncio``) on the standard event loop;
+- ``asyncio``: the fast path (``_transports/asyncio_direct.py``) on the standard event loop;
 - ``uvloop``: the fast path on uvloop's loop;
 - ``httpx``: the httpx fallback under asyncio (what a proxied request takes);
 - ``trio``: the httpx fallback under trio (through anyio).
@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from graphpipe_client import _transport_async
+from graphpipe_client._transports import asynchronous as _transport_async
 
 T = TypeVar("T")
 

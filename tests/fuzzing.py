@@ -1,4 +1,4 @@
-"""Shared by the decoder fuzzers (tests/test_fuzz.py, tests/fuzz_atheris.py): seeds and invariants.
+"""Shared by the decoder fuzzers (tests/wire/test_fuzz.py, tests/fuzz_atheris.py): seeds and invariants.
 
 Not a test module (pytest collects only ``test_*.py``). The invariants of
 every decoder, checked by :func:`check` on any input bytes:

@@ -1,6 +1,6 @@
 """Small hostile HTTP/1.1 servers over raw sockets, and a wrong-data detector.
 
-Used by ``tests/test_hostile.py`` (issue 10). Everything here listens on
+Used by ``tests/transports/test_hostile.py`` (issue 10). Everything here listens on
 127.0.0.1 only, runs in daemon threads that stop themselves (every wait is
 bounded by :data:`LIFETIME` and by socket timeouts) and closes every socket.
 

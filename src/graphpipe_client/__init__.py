@@ -12,10 +12,7 @@ from __future__ import annotations
 
 from . import aio, codec, remote
 from ._async_client import AsyncClient
-from ._cache import CacheStats, RowCache
 from ._client import Client
-from ._config import UNSET, ClientConfig, RetryPolicy, Timeout
-from ._dtypes import DataType
 from ._exceptions import (
     BatchError,
     ConnectError,
@@ -36,9 +33,12 @@ from ._exceptions import (
     TLSError,
     TransportError,
 )
-from ._messages import IOMetadata, ModelMetadata
-from ._replicas import ReplicaStats
+from ._http.config import UNSET, ClientConfig, RetryPolicy, Timeout
+from ._jobs.row_cache import CacheStats, RowCache
+from ._replicas.routing import ReplicaStats
 from ._version import __version__
+from ._wire.dtypes import DataType
+from ._wire.messages import IOMetadata, ModelMetadata
 from .remote import execute, execute_multi, execute_named, metadata
 
 __all__ = [

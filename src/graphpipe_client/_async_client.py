@@ -9,26 +9,26 @@ from typing import Any
 
 import numpy as np
 
-from ._batched import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, OnError, check_run_options
-from ._batched_run import run_tasks, stream_tasks
-from ._cache import InferCall
-from ._client_base import ClientBase, URLArg, outputs_by_name
-from ._config import UNSET, Timeout, TimeoutTypes, Unset
-from ._core import (
+from ._client_common import ClientBase, URLArg, outputs_by_name
+from ._exceptions import GraphPipeError
+from ._exceptions import TimeoutError as GPTimeoutError
+from ._http.config import UNSET, Timeout, TimeoutTypes, Unset
+from ._http.exchange import (
     PreparedRequest,
     RawResponse,
-    RetryState,
     interpret_infer,
     interpret_metadata,
     shape_outputs,
 )
-from ._exceptions import GraphPipeError
-from ._exceptions import TimeoutError as GPTimeoutError
-from ._messages import ModelMetadata
-from ._progress import ProgressArg
-from ._replica_io import cancel_probes, probe_all_async, replica_attempts_async
-from ._tracing import start_span
-from ._transport_async import AsyncTransport
+from ._http.retries import RetryState
+from ._jobs.drivers import run_tasks, stream_tasks
+from ._jobs.plan import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, OnError, check_run_options
+from ._jobs.progress import ProgressArg
+from ._jobs.row_cache import InferCall
+from ._observe.tracing import start_span
+from ._replicas.attempts import cancel_probes, probe_all_async, replica_attempts_async
+from ._transports.asynchronous import AsyncTransport
+from ._wire.messages import ModelMetadata
 
 __all__ = ["AsyncClient"]
 

@@ -26,10 +26,9 @@ cause chained as ``__cause__``.
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
-from typing import Any
-
-from ._display import exception_html, remote_error_message
+from typing import Any, Final
 
 __all__ = [
     "BatchError",
@@ -51,6 +50,53 @@ __all__ = [
     "TimeoutError",
     "TransportError",
 ]
+
+
+#: At most this many entries, each cut to this many characters, are rendered in
+#: a :class:`RemoteError`'s message (``.errors`` keeps them all): a hostile
+#: response can point thousands of entries at one long message.
+MESSAGE_ENTRIES: Final = 100
+MESSAGE_ENTRY_CHARS: Final = 4096
+
+
+def remote_error_message(errors: tuple[ErrorEntry, ...]) -> str:
+    """Render the entries of a server's ``errors`` vector, one after the other (bounded)."""
+    if not errors:
+        return "the server reported an error without entries"
+    head = f"the server reported {len(errors)} error{'s' if len(errors) != 1 else ''}"
+    lines = []
+    for e in errors[:MESSAGE_ENTRIES]:
+        text = e.message
+        if len(text) > MESSAGE_ENTRY_CHARS:
+            text = (
+                text[:MESSAGE_ENTRY_CHARS]
+                + f"... ({len(e.message) - MESSAGE_ENTRY_CHARS} more characters)"
+            )
+        lines.append(f"[code {e.code}] {text}")
+    if len(errors) > MESSAGE_ENTRIES:
+        lines.append(f"... and {len(errors) - MESSAGE_ENTRIES} more")
+    return head + ": " + "; ".join(lines)
+
+
+def exception_html(exc: GraphPipeError) -> str:
+    """An HTML rendering of a graphpipe-client exception, for Jupyter."""
+    e = html.escape
+    rows = [("error", type(exc).__name__), ("message", str(exc))]
+    for attr in ("status_code", "url"):
+        value = getattr(exc, attr, None)
+        if value is not None:
+            rows.append((attr, str(value)))
+    # Bounded like the exception's message: a hostile response may carry
+    # thousands of long entries (``exc.errors`` keeps them all).
+    entries = getattr(exc, "errors", ())
+    for entry in entries[:MESSAGE_ENTRIES]:
+        rows.append((f"code {entry.code}", entry.message[:MESSAGE_ENTRY_CHARS]))
+    if len(entries) > MESSAGE_ENTRIES:
+        rows.append(("", f"... and {len(entries) - MESSAGE_ENTRIES} more entries in .errors"))
+    body = "".join(
+        f"<tr><th style='text-align:left'>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in rows
+    )
+    return f"<table>{body}</table>"
 
 
 class GraphPipeError(Exception):

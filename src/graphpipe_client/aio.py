@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 
 from ._async_client import AsyncClient
-from ._batched import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, OnError
-from ._client_base import URLArg
-from ._config import UNSET, TimeoutTypes, Unset
-from ._messages import ModelMetadata
-from ._progress import ProgressArg
-from ._shared import SharedClient, io_names, io_shapes, io_types
+from ._client_common import URLArg
+from ._http.config import UNSET, TimeoutTypes, Unset
+from ._jobs.plan import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, OnError
+from ._jobs.progress import ProgressArg
+from ._process_client import SharedClient, io_names, io_shapes, io_types
+from ._wire.messages import ModelMetadata
 
 __all__ = [
     "execute",

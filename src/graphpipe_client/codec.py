@@ -26,15 +26,16 @@ Example:
 
 from __future__ import annotations
 
-from ._decode import (
+from ._exceptions import DecodeError, EncodeError, ErrorEntry
+from ._wire.decode import (
     Buffer,
     decode_infer_response,
     decode_metadata_response,
     decode_request,
     head_alignment_shift,
 )
-from ._dtypes import DataType
-from ._encode import (
+from ._wire.dtypes import DataType
+from ._wire.encode import (
     DATA_ALIGNMENT,
     MAX_MESSAGE_BYTES,
     encode_infer_request,
@@ -42,8 +43,7 @@ from ._encode import (
     encode_metadata_request,
     encode_metadata_response,
 )
-from ._exceptions import DecodeError, EncodeError, ErrorEntry
-from ._messages import (
+from ._wire.messages import (
     EncodedMessage,
     InferRequest,
     InferResponse,

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import Final
 
 from .._exceptions import GraphPipeError
-from .._summary import one_line
+from .._http.error_bodies import one_line
 from ._common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CommandError, UsageError
 from ._parser import build_parser
 

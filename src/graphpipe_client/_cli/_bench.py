@@ -40,10 +40,10 @@ import numpy as np
 
 from .._async_client import AsyncClient
 from .._client import Client
-from .._core import parse_endpoint
 from .._exceptions import GraphPipeError, TransportError
-from .._messages import IOMetadata, ModelMetadata
-from .._progress import Reporter, as_callback
+from .._http.exchange import parse_endpoint
+from .._jobs.progress import Reporter, as_callback
+from .._wire.messages import IOMetadata, ModelMetadata
 from ._common import (
     EXIT_INTERRUPTED,
     EXIT_OK,

@@ -14,8 +14,8 @@ from typing import Any, Final
 
 import numpy as np
 
-from .._config import Timeout
-from .._progress import Reporter, terminal_reporter
+from .._http.config import Timeout
+from .._jobs.progress import Reporter, terminal_reporter
 
 __all__ = [
     "EXIT_ERROR",

@@ -20,10 +20,10 @@ from typing import IO, Any, Final
 
 import numpy as np
 
-from .._batched import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY
 from .._client import Client
 from .._exceptions import GraphPipeError
-from .._progress import as_callback
+from .._jobs.plan import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY
+from .._jobs.progress import as_callback
 from ._common import (
     EXIT_OK,
     CommandError,

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .._client import Client
-from .._messages import IOMetadata, ModelMetadata
+from .._wire.messages import IOMetadata, ModelMetadata
 from ._common import EXIT_OK, client_options
 
 __all__ = ["cmd_info", "metadata_json"]

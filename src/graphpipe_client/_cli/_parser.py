@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .._core import parse_endpoint
+from .._http.exchange import parse_endpoint
 from .._version import __version__
 from ._bench import cmd_bench
 from ._common import PROG

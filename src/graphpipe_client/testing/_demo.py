@@ -7,7 +7,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from .._messages import IOMetadata, ModelMetadata
+from .._wire.messages import IOMetadata, ModelMetadata
 from ._model import SERVER_NAME
 
 __all__ = ["DEMO_CLASSES", "demo_metadata", "demo_model"]

@@ -9,7 +9,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from .._messages import InferRequest, IOMetadata, ModelMetadata
+from .._wire.messages import InferRequest, IOMetadata, ModelMetadata
 
 __all__ = ["SERVER_NAME", "ModelAdapter", "RequestError", "ResultError"]
 

@@ -31,12 +31,12 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 import numpy.typing as npt
 
-from .._decode import REQ_INFER, REQ_METADATA, decode_request
-from .._dtypes import DataType, type_of_dtype
-from .._encode import encode_infer_response, encode_metadata_response
 from .._exceptions import DecodeError, EncodeError
-from .._messages import InferRequest, IOMetadata, MetadataRequest, ModelMetadata
 from .._version import __version__
+from .._wire.decode import REQ_INFER, REQ_METADATA, decode_request
+from .._wire.dtypes import DataType, type_of_dtype
+from .._wire.encode import encode_infer_response, encode_metadata_response
+from .._wire.messages import InferRequest, IOMetadata, MetadataRequest, ModelMetadata
 from ._faults import Faults
 from ._model import ModelAdapter, RequestError, ResultError
 

@@ -1,0 +1,15 @@
+"""The HTTP layer without I/O: what a GraphPipe call over HTTP/1.1 is, as data and rules.
+
+Holds ``config`` (the client's options: timeouts, retries, TLS, limits, headers),
+``proxy`` (which proxy a request goes through), ``exchange`` (model URLs, the
+prepared request, the raw response, and how a response becomes arrays or an
+exception), ``retries`` (whether and when a failed attempt is tried again),
+``http11`` (response heads, body framing, content decoding, connection reuse)
+and ``error_bodies`` (one-line summaries of servers' and proxies' error pages).
+
+Nothing here opens a socket: the transports (:mod:`graphpipe_client._transports`)
+do, and follow these rules, so that the sync and async clients agree byte for byte.
+
+May import: ``_wire``, ``_observe``, ``_exceptions``, ``_version``, numpy, the
+standard library.
+"""

@@ -1,0 +1,11 @@
+"""Observability hooks: the ``graphpipe_client`` logger and OpenTelemetry spans.
+
+Holds ``log`` (one DEBUG line per exchange, retries and replica changes) and
+``tracing`` (a span per call, ``traceparent`` in the request, when the
+``[otel]`` extra and a tracer provider are there). Every layer above may call
+them; they read a request or a response only through the small protocols they
+declare, so that they depend on nothing above them.
+
+May import: :mod:`graphpipe_client._exceptions`, :mod:`graphpipe_client._version`,
+the standard library and (looked up at run time) ``opentelemetry``.
+"""
