@@ -1,4 +1,4 @@
-"""The I/O around a :class:`~._replicas.ReplicaSet`: one call's attempts, and the probes.
+"""The I/O around a :class:`~.routing.ReplicaSet`: one call's attempts, and the probes.
 
 The rules (see ``docs/replicas.md``):
 
