@@ -519,9 +519,10 @@ class AsyncTransport:
         try:
             response = await client.send(request, stream=True)
         except httpx.ConnectTimeout as exc:
-            raise ConnectTimeout(f"connecting to {where} timed out", url=where) from exc
+            via = self._via(req)
+            raise ConnectTimeout(f"connecting to {via} timed out", url=where) from exc
         except httpx.ConnectError as exc:
-            raise _connect_error(exc, where) from exc
+            raise _connect_error(exc, self._via(req), where) from exc
         except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout) as exc:
             raise ReadTimeout(
                 f"no response from {where} within the read timeout of {t.read} s", url=where
@@ -566,6 +567,12 @@ class AsyncTransport:
             ) from exc
         finally:
             await response.aclose()
+
+    def _via(self, req: PreparedRequest) -> str:
+        """The endpoint, and the proxy the request went through, for a connect error's message."""
+        ep = req.endpoint
+        proxy = self._proxies.choose(ep.scheme, ep.host, ep.port)
+        return ep.redacted if proxy is None else f"{ep.redacted} through the proxy {proxy.redacted}"
 
     async def _read(self, response: httpx.Response, req: PreparedRequest) -> RawResponse:
         status = response.status_code
@@ -640,10 +647,11 @@ class AsyncTransport:
         return data
 
 
-def _connect_error(exc: httpx.ConnectError, where: str) -> ConnectError:
+def _connect_error(exc: httpx.ConnectError, via: str, where: str) -> ConnectError:
+    """``exc`` as ours; ``via`` names the endpoint (and the proxy), ``where`` the endpoint."""
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, ssl.SSLError):
-            return TLSError(f"TLS with {where} failed: {cause}", url=where)
+            return TLSError(f"TLS with {via} failed: {cause}", url=where)
         cause = cause.__cause__ or cause.__context__
-    return ConnectError(f"cannot connect to {where}: {str(exc) or type(exc).__name__}", url=where)
+    return ConnectError(f"cannot connect to {via}: {str(exc) or type(exc).__name__}", url=where)
