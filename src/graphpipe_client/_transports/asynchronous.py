@@ -80,6 +80,7 @@ from .._http.exchange import (
     deadline_error,
     decoded_too_large,
     new_receive_buffer,
+    no_response_error,
 )
 from .._http.keepalive import Peer, idle_limit
 from .._http.proxy import Proxy, ProxyChooser
@@ -530,11 +531,7 @@ class AsyncTransport:
         except httpx.RemoteProtocolError as exc:
             if unsent:
                 raise _NotWritten from exc
-            raise TransportError(
-                f"the connection to {where} was closed before a response arrived "
-                f"(a GraphPipe server drops the connection on a request it cannot parse): {exc}",
-                url=where,
-            ) from exc
+            raise no_response_error(req, str(exc) or None) from exc
         except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
             if unsent and isinstance(exc, httpx.TransportError):
                 raise _NotWritten from exc

@@ -82,6 +82,7 @@ from .._http.exchange import (
     deadline_error,
     decoded_too_large,
     new_receive_buffer,
+    no_response_error,
 )
 from .._http.keepalive import Peer, idle_limit
 from .._http.proxy import Proxy, ProxyChooser
@@ -610,12 +611,8 @@ class SyncTransport:
                         f"sent: {_reason(write_error)}",
                         url=where,
                     ) from write_error
-                raise TransportError(
-                    f"the connection to {where} was closed before a response arrived "
-                    "(a GraphPipe server drops the connection on a request it cannot parse; "
-                    f"the request may have run, so it is not sent again): {_reason(exc)}",
-                    url=where,
-                ) from exc
+                reason = None if isinstance(exc, _NoResponse) else _reason(exc)
+                raise no_response_error(req, reason) from exc
             except TimeoutError as exc:
                 if write_error is not None:
                     raise TransportError(
