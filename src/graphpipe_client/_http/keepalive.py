@@ -21,7 +21,10 @@ to keep it open:
   trusted again), so busy traffic opens a fresh connection per request.
   The first reuse towards a peer not yet known waits up to :data:`SETTLE`
   seconds for such a close (once per peer), so that even the first
-  connection of a closing peer is not reused in the race.
+  connection of a closing peer is not reused in the race. The memory lasts
+  :data:`FORGET` seconds after the last close seen; the peer is then not
+  known again (where no connection can age in the pool to show it: httpx's
+  pool closes the young ones).
 
 The transports do the waiting and polling; this module only decides.
 """
@@ -29,12 +32,14 @@ The transports do the waiting and polling; this module only decides.
 from __future__ import annotations
 
 import math
+import time
 from typing import Final
 
 from .._exceptions import InvalidOption
 
 __all__ = [
     "DEFAULT_KEEPALIVE_EXPIRY",
+    "FORGET",
     "GRACE",
     "SETTLE",
     "SOON",
@@ -54,6 +59,9 @@ GRACE: Final = 1.0
 
 #: How long the first reuse towards a peer not yet known waits for the peer's close.
 SETTLE: Final = 0.02
+
+#: Seconds after its last close seen that a peer is no longer known as one that closes.
+FORGET = 30.0
 
 _UNKNOWN: Final = 0
 _KEEPS: Final = 1
@@ -103,14 +111,17 @@ class Peer:
     updates can only lose a lesson, never corrupt one.
     """
 
-    __slots__ = ("state",)
+    __slots__ = ("state", "until")
 
     def __init__(self) -> None:
         self.state = _UNKNOWN
+        self.until = 0.0  # time.monotonic() at which a closing peer is forgotten
 
     @property
     def closes(self) -> bool:
         """The peer was seen closing connections right after their responses."""
+        if self.state == _CLOSES and time.monotonic() >= self.until:
+            self.state = _UNKNOWN
         return self.state == _CLOSES
 
     def settle(self, idle_for: float) -> float:
@@ -119,7 +130,7 @@ class Peer:
         Non-zero only for a peer not yet known, and a connection younger than
         :data:`SETTLE`.
         """
-        if self.state == _UNKNOWN and idle_for < SETTLE:
+        if self.state != _KEEPS and idle_for < SETTLE and not self.closes:
             return SETTLE - idle_for
         return 0.0
 
@@ -132,8 +143,9 @@ class Peer:
         if closed:
             if idle_for < SOON:
                 self.state = _CLOSES
+                self.until = time.monotonic() + FORGET
             return False
-        if self.state == _CLOSES:
+        if self.closes:
             if idle_for < GRACE:
                 return False  # too young to tell: a fresh connection instead
             self.state = _KEEPS  # stayed open: the peer keeps connections after all
