@@ -761,7 +761,11 @@ class AsyncioTransport:
             # Towards a peer not known yet, the first reuse waits a moment for a close.
             wait = pool.peer.settle(time.monotonic() - conn.idle_since)
             if wait:
-                await asyncio.sleep(wait)
+                try:
+                    await asyncio.sleep(wait)
+                except BaseException:  # cancelled: give the slot back
+                    pool.release(conn, keep=False)
+                    raise
             if not conn.usable(pool.peer):
                 conn.abort()  # closed, bytes arrived while idle, too old: never reused
                 conn = None
