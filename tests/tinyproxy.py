@@ -34,9 +34,7 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def tinyproxy() -> Iterator[str]:
     """Run tinyproxy on 127.0.0.1 (its own generated configuration); yield its URL."""
-    binary = shutil.which("tinyproxy") or (
-        "/usr/bin/tinyproxy" if Path("/usr/bin/tinyproxy").exists() else None
-    )
+    binary = shutil.which("tinyproxy")
     if binary is None:
         pytest.skip("tinyproxy is not installed (apt-get install -y tinyproxy)")
     with tempfile.TemporaryDirectory(prefix="gp-tinyproxy-") as folder:
