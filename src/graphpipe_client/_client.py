@@ -80,6 +80,12 @@ class Client(ClientBase[SyncTransport]):
         cache: a :class:`RowCache`: each call's input rows are looked up
             first and only the missing rows are sent (``docs/cache.md``).
             Default ``None``: no cache.
+        keepalive_expiry: seconds an idle pooled connection may wait before
+            it is closed instead of reused (default 4, below common servers'
+            idle timeouts; a server's ``Keep-Alive: timeout=`` lowers it);
+            ``0`` opens a connection per call, ``None`` sets no limit. A peer
+            seen closing connections right after their responses gets fresh
+            ones (``docs/errors.md``, "Retries").
 
     Example:
         >>> import numpy as np

@@ -32,6 +32,7 @@ from ._http.exchange import (
     prepare_infer,
     prepare_metadata,
 )
+from ._http.keepalive import DEFAULT_KEEPALIVE_EXPIRY
 from ._jobs.plan import RowPlan, check_run_options
 from ._jobs.progress import ProgressArg, Reporter, check_progress, make_reporter
 from ._jobs.row_cache import InferCall, RowCache
@@ -109,6 +110,7 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         proxy: str | None = None,
         trust_env: bool = True,
         cache: RowCache | None = None,
+        keepalive_expiry: float | None = DEFAULT_KEEPALIVE_EXPIRY,
     ) -> None:
         if cache is not None and not isinstance(cache, RowCache):
             raise InvalidOption(f"cache must be a RowCache or None, not {type(cache).__name__}")
@@ -128,6 +130,7 @@ class ClientBase(abc.ABC, Generic[TransportT]):
             idempotent=idempotent,
             proxy=proxy,
             trust_env=trust_env,
+            keepalive_expiry=keepalive_expiry,
         )
         self._metadata_cache: dict[str, ModelMetadata] = {}
         # URLs whose server has no /control routes: probed with a metadata request.

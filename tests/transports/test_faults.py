@@ -326,7 +326,11 @@ def test_dropped_without_response_is_a_transport_error_never_resent(
         )
         assert server.requests_served == first + 2
     exc = raised(outs[first], gp.TransportError, not_=(gp.ConnectError, gp.TimeoutError))
-    assert "closed before a response arrived" in str(exc)
+    message = str(exc)
+    assert "closed before a response arrived" in message
+    # No private name, no guess at a parse error; the remedy named (issue 24).
+    assert "_NoResponse" not in message and "parse" not in message, message
+    assert "idempotent=True" in message and "may have run" in message, message
     assert all(ok(o) for i, o in enumerate(outs) if i != first)
 
 

@@ -306,8 +306,11 @@ def test_proxy_credentials_are_sent_and_never_shown(kind: str, model: Any) -> No
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_dead_proxy_is_a_connect_error(kind: str, model: Any) -> None:
-    (out,) = call(kind, model.url, proxy="http://127.0.0.1:9")
+    (out,) = call(kind, model.url, proxy="http://u:s3cr3t@127.0.0.1:9")
     assert isinstance(out, gp.ConnectError), repr(out)
+    # The message names the proxy (credentials hidden), not only the model server.
+    assert f"cannot connect to {model.url}/ through the proxy http://***@127.0.0.1:9" in str(out)
+    assert "s3cr3t" not in str(out)
     assert model.requests_served == 0
 
 

@@ -384,7 +384,7 @@ def test_the_pool_never_scans_its_connections() -> None:
     class Idle(_transport_asyncio._Connection):
         checks = 0
 
-        def usable(self) -> bool:
+        def usable(self, peer: object) -> bool:
             Idle.checks += 1
             return True
 

@@ -14,6 +14,7 @@ from email.utils import parsedate_to_datetime
 from typing import Final, TypeAlias
 
 from .._exceptions import InvalidHeader, InvalidOption
+from .keepalive import DEFAULT_KEEPALIVE_EXPIRY, to_keepalive_expiry
 from .proxy import parse_proxy
 
 __all__ = [
@@ -200,6 +201,7 @@ class ClientConfig:
     # May hold credentials (user-info): never in a repr.
     proxy: str | None = field(default=None, repr=False)
     trust_env: bool = True
+    keepalive_expiry: float | None = DEFAULT_KEEPALIVE_EXPIRY
 
     @classmethod
     def build(
@@ -215,6 +217,7 @@ class ClientConfig:
         idempotent: bool = False,
         proxy: str | None = None,
         trust_env: bool = True,
+        keepalive_expiry: float | None = DEFAULT_KEEPALIVE_EXPIRY,
     ) -> ClientConfig:
         """Validate the public constructor arguments of a client."""
         if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
@@ -252,6 +255,7 @@ class ClientConfig:
             idempotent=idempotent,
             proxy=proxy,
             trust_env=trust_env,
+            keepalive_expiry=to_keepalive_expiry(keepalive_expiry),
         )
 
     def with_timeout(self, timeout: TimeoutTypes | Unset) -> Timeout:

@@ -342,6 +342,25 @@ def deadline_error(req: PreparedRequest) -> DeadlineExceeded:
     )
 
 
+def no_response_error(req: PreparedRequest, reason: str | None = None) -> TransportError:
+    """The error for a connection closed after the request went out, before any response.
+
+    The same on every transport. The server may have run the request (a
+    stopped or restarted server, a proxy or a replica dropping the
+    connection, or a request it could not read), so the client does not send
+    it again; the message says so, and names the remedy for a model that may
+    run twice. ``reason`` is the peer's word (a reset), when there was one.
+    """
+    where = req.endpoint.redacted
+    detail = f" ({reason})" if reason else ""
+    return TransportError(
+        f"the connection to {where} was closed before a response arrived{detail}; "
+        "the server may have run the request, so it is not sent again (if the model may "
+        "safely run twice on the same input, idempotent=True has such calls retried)",
+        url=where,
+    )
+
+
 def new_receive_buffer(total: int, head: Buffer) -> np.ndarray:
     """A writable buffer of ``total`` bytes that starts with a copy of ``head``.
 

@@ -12,6 +12,8 @@ answer of the next one.
   header fields; :func:`is_interim` tells the 1xx responses to skip.
 - :func:`framing` says how the body of a response is delimited.
 - :func:`parse_chunk_size` reads a chunk-size line.
+- :func:`keep_alive_timeout` reads the idle time a server promises in its
+  ``Keep-Alive: timeout=N`` header.
 - :class:`BoundedDecoder` inflates a ``gzip`` or ``deflate`` body without
   ever producing more than a limit (a few MB on the wire can inflate to
   GiBs).
@@ -41,6 +43,7 @@ __all__ = [
     "find_head_end",
     "framing",
     "is_interim",
+    "keep_alive_timeout",
     "parse_chunk_size",
     "parse_head",
 ]
@@ -137,6 +140,40 @@ def parse_head(data: bytes) -> ResponseHead:
         text = value.strip().decode("latin-1")
         headers[last] = f"{headers[last]}, {text}" if last in headers else text
     return ResponseHead(status, reason, version, headers)
+
+
+#: Longest ``Keep-Alive`` header value read; past it the header is ignored.
+MAX_KEEP_ALIVE_CHARS: Final = 1024
+
+_KEEP_ALIVE_SEPARATORS: Final = re.compile(r"[,;]")
+
+
+def keep_alive_timeout(head: ResponseHead) -> float | None:
+    """Seconds the server keeps the connection open while idle, from ``Keep-Alive: timeout=N``.
+
+    ``Keep-Alive: timeout=5, max=100`` (RFC 2068 §19.7.1.1, as Apache,
+    Node.js and many proxies send it) gives ``5.0``; ``None`` when the header
+    is absent or says nothing readable about the timeout. Parameters are
+    separated by commas (or semicolons), names compared without case, a
+    value may be quoted; the smallest of several timeouts counts. The header
+    is untrusted: an unreadable parameter is ignored, never an error, and a
+    value longer than :data:`MAX_KEEP_ALIVE_CHARS` is not read at all.
+    """
+    value = head.headers.get("keep-alive")
+    if not value or len(value) > MAX_KEEP_ALIVE_CHARS:
+        return None
+    found: float | None = None
+    for item in _KEEP_ALIVE_SEPARATORS.split(value):
+        name, sep, text = item.partition("=")
+        if not sep or name.strip().lower() != "timeout":
+            continue
+        text = text.strip().strip('"').strip()
+        if not text.isascii() or not text.isdigit() or len(text) > 9:
+            continue
+        seconds = float(int(text))
+        if found is None or seconds < found:
+            found = seconds
+    return found
 
 
 def is_interim(status: int) -> bool:
@@ -285,11 +322,21 @@ class ResponseTracker:
     connection must then not be reused.
     """
 
-    __slots__ = ("_buf", "_expected", "_left", "_method", "_state", "poisoned", "requests")
+    __slots__ = (
+        "_buf",
+        "_expected",
+        "_left",
+        "_method",
+        "_state",
+        "keep_alive",
+        "poisoned",
+        "requests",
+    )
 
     def __init__(self) -> None:
         self.poisoned = False
         self.requests = 0  # requests written on the connection
+        self.keep_alive: float | None = None  # the last final response's Keep-Alive timeout
         self._expected = 0  # responses requested and not yet complete
         self._state: _TrackerState = "head"
         self._buf = bytearray()
@@ -361,6 +408,7 @@ class ResponseTracker:
     def _on_head(self, head: ResponseHead) -> None:
         if is_interim(head.status):
             return  # the final response follows
+        self.keep_alive = keep_alive_timeout(head)
         frame = framing(head, self._method)
         if not frame.reusable or not head.keep_alive:
             # The connection must not carry another request, whatever the

@@ -80,7 +80,9 @@ from .._http.exchange import (
     deadline_error,
     decoded_too_large,
     new_receive_buffer,
+    no_response_error,
 )
+from .._http.keepalive import Peer, idle_limit
 from .._http.proxy import Proxy, ProxyChooser
 from .._observe.log import debug_enabled, log_exchange, log_failure, logger
 from .._wire.messages import EncodedMessage
@@ -201,21 +203,38 @@ class _NotWritten(Exception):
 
 
 class _TrackedStream(httpcore.AsyncNetworkStream):
-    """A connection's stream that accounts for every byte read (see property 3 above)."""
+    """A connection's stream that accounts for every byte read (see property 3 above).
 
-    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+    It also decides, as the fast path does, whether the connection may carry
+    another request once idle (:mod:`.._http.keepalive`): httpcore asks
+    ``get_extra_info("is_readable")`` before it reuses a connection, and the
+    answer is "yes, readable: do not reuse" for one past its idle limit (the
+    server's ``Keep-Alive: timeout=``; httpx's ``keepalive_expiry`` enforces
+    the client's), or one the peer may close under it.
+    """
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream, peer: Peer | None = None) -> None:
         self._inner = inner
         self._tracker = h11.ResponseTracker()
+        self._peer = Peer() if peer is None else peer
+        self._idle_since = 0.0  # time.monotonic() when the last response ended
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         data = await self._inner.read(max_bytes, timeout)
-        self._tracker.feed(data)
+        tracker = self._tracker
+        tracker.feed(data)
+        if tracker.idle:
+            self._idle_since = time.monotonic()
+            if tracker.requests > 1:
+                self._peer.answered()
         return data
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
         tracker = self._tracker
         first = tracker.idle  # no response pending: this write starts a new request
         if first:
+            if tracker.requests:
+                await self._settle()
             tracker.request_sent(bytes(buffer[:8]).split(b" ", 1)[0].decode("latin-1"))
         try:
             await self._inner.write(buffer, timeout)
@@ -228,6 +247,39 @@ class _TrackedStream(httpcore.AsyncNetworkStream):
                 if unsent is not None:
                     unsent.append(True)
             raise
+
+    async def _settle(self) -> None:
+        """Before the first reuse towards a peer not known yet, wait a moment for its close.
+
+        If it closes, nothing was written: :class:`_NotWritten` has the request
+        sent on a fresh connection (once).
+        """
+        idle_for = time.monotonic() - self._idle_since
+        wait = self._peer.settle(idle_for)
+        if not wait:
+            return
+        unsent = _UNSENT.get()
+        if unsent is None or unsent:
+            return  # not resendable now: httpcore's checks stand
+        await anyio.sleep(wait)
+        if not self._peer.reusable(idle_for, bool(self._inner.get_extra_info("is_readable"))):
+            unsent.append(True)
+            raise _NotWritten
+
+    def _readable(self) -> bool:
+        """``is_readable``, as httpcore asks it before reusing the connection; see the class."""
+        tracker = self._tracker
+        if tracker.poisoned:
+            return True
+        readable = bool(self._inner.get_extra_info("is_readable"))
+        if not tracker.idle or not tracker.requests:
+            return readable
+        idle_for = time.monotonic() - self._idle_since
+        # The client's own limit is httpx's keepalive_expiry; here the server's.
+        limit = idle_limit(None, tracker.keep_alive)
+        if limit is not None and idle_for >= limit:
+            return True
+        return not self._peer.reusable(idle_for, readable)
 
     async def aclose(self) -> None:
         await self._inner.aclose()
@@ -242,25 +294,40 @@ class _TrackedStream(httpcore.AsyncNetworkStream):
         inner = await self._inner.start_tls(ssl_context, server_hostname, timeout)
         if ssl_context.verify_mode == ssl.CERT_NONE:
             warn_unverified(server_hostname or "the server")
-        return _TrackedStream(inner)
+        return _TrackedStream(inner, self._peer)
 
     def get_extra_info(self, info: str) -> Any:
-        if info == "is_readable" and self._tracker.poisoned:
-            return True
+        if info == "is_readable":
+            return self._readable()
         return self._inner.get_extra_info(info)
 
 
 class _TrackingBackend(httpcore.AsyncNetworkBackend):
-    """Opens connections with httpcore's own backend and wraps their streams."""
+    """Opens connections with httpcore's own backend and wraps their streams.
+
+    Keeps what each peer (host and port of the TCP connection: the proxy,
+    through one) has shown about keeping connections open.
+    """
 
     def __init__(self, inner: httpcore.AsyncNetworkBackend) -> None:
         self._inner = inner
+        self._peers: dict[tuple[object, object], Peer] = {}
+
+    def _peer(self, key: tuple[object, object]) -> Peer:
+        peer = self._peers.get(key)
+        if peer is None:
+            if len(self._peers) >= 256:
+                self._peers.clear()
+            peer = self._peers[key] = Peer()
+        return peer
 
     async def connect_tcp(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
-        return _TrackedStream(await self._inner.connect_tcp(*args, **kwargs))
+        stream = await self._inner.connect_tcp(*args, **kwargs)
+        return _TrackedStream(stream, self._peer((kwargs.get("host"), kwargs.get("port"))))
 
     async def connect_unix_socket(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
-        return _TrackedStream(await self._inner.connect_unix_socket(*args, **kwargs))
+        stream = await self._inner.connect_unix_socket(*args, **kwargs)
+        return _TrackedStream(stream, self._peer((kwargs.get("path"), None)))
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
@@ -337,7 +404,7 @@ class AsyncTransport:
         self._ssl: ssl.SSLContext = make_ssl_context(config.verify, config.cert)
         self._proxies = ProxyChooser(config.proxy, config.trust_env)
         self._pools: weakref.WeakKeyDictionary[object, _LoopPool] = weakref.WeakKeyDictionary()
-        self._fast = AsyncioTransport(self._ssl, config.pool_size)
+        self._fast = AsyncioTransport(self._ssl, config.pool_size, config.keepalive_expiry)
         self._abandoned: list[object] = []
         _transports.add(self)
 
@@ -365,7 +432,11 @@ class AsyncTransport:
         pool = self._pools.get(loop)
         if pool is None:
             size = self._config.pool_size
-            limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
+            limits = httpx.Limits(
+                max_connections=size,
+                max_keepalive_connections=size,
+                keepalive_expiry=self._config.keepalive_expiry,
+            )
             client = httpx.AsyncClient(
                 transport=_ProxyRouter(self._proxies, self._ssl, limits),
                 follow_redirects=False,
@@ -449,9 +520,10 @@ class AsyncTransport:
         try:
             response = await client.send(request, stream=True)
         except httpx.ConnectTimeout as exc:
-            raise ConnectTimeout(f"connecting to {where} timed out", url=where) from exc
+            via = self._via(req)
+            raise ConnectTimeout(f"connecting to {via} timed out", url=where) from exc
         except httpx.ConnectError as exc:
-            raise _connect_error(exc, where) from exc
+            raise _connect_error(exc, self._via(req), where) from exc
         except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout) as exc:
             raise ReadTimeout(
                 f"no response from {where} within the read timeout of {t.read} s", url=where
@@ -459,11 +531,7 @@ class AsyncTransport:
         except httpx.RemoteProtocolError as exc:
             if unsent:
                 raise _NotWritten from exc
-            raise TransportError(
-                f"the connection to {where} was closed before a response arrived "
-                f"(a GraphPipe server drops the connection on a request it cannot parse): {exc}",
-                url=where,
-            ) from exc
+            raise no_response_error(req, str(exc) or None) from exc
         except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
             if unsent and isinstance(exc, httpx.TransportError):
                 raise _NotWritten from exc
@@ -496,6 +564,12 @@ class AsyncTransport:
             ) from exc
         finally:
             await response.aclose()
+
+    def _via(self, req: PreparedRequest) -> str:
+        """The endpoint, and the proxy the request went through, for a connect error's message."""
+        ep = req.endpoint
+        proxy = self._proxies.choose(ep.scheme, ep.host, ep.port)
+        return ep.redacted if proxy is None else f"{ep.redacted} through the proxy {proxy.redacted}"
 
     async def _read(self, response: httpx.Response, req: PreparedRequest) -> RawResponse:
         status = response.status_code
@@ -570,10 +644,11 @@ class AsyncTransport:
         return data
 
 
-def _connect_error(exc: httpx.ConnectError, where: str) -> ConnectError:
+def _connect_error(exc: httpx.ConnectError, via: str, where: str) -> ConnectError:
+    """``exc`` as ours; ``via`` names the endpoint (and the proxy), ``where`` the endpoint."""
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, ssl.SSLError):
-            return TLSError(f"TLS with {where} failed: {cause}", url=where)
+            return TLSError(f"TLS with {via} failed: {cause}", url=where)
         cause = cause.__cause__ or cause.__context__
-    return ConnectError(f"cannot connect to {where}: {str(exc) or type(exc).__name__}", url=where)
+    return ConnectError(f"cannot connect to {via}: {str(exc) or type(exc).__name__}", url=where)

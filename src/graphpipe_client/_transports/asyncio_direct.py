@@ -84,7 +84,9 @@ from .._http.exchange import (
     deadline_error,
     decoded_too_large,
     new_receive_buffer,
+    no_response_error,
 )
+from .._http.keepalive import DEFAULT_KEEPALIVE_EXPIRY, Peer, idle_limit
 from .._observe.log import debug_enabled, log_exchange, log_failure, logger
 from .send_thread import THREAD_SEND_BYTES, BodySender, claim_thread, free_thread
 from .sync import request_head
@@ -178,6 +180,8 @@ class _Connection(asyncio.BufferedProtocol):
         self.gone = False  # connection_lost was called
         self.on_gone: asyncio.Future[None] | None = None
         self.plain = False  # plain TCP, write limits at 0: a large body may go out from a thread
+        self.idle_since = 0.0  # time.monotonic() when its last response ended
+        self.idle_limit: float | None = None  # seconds it may stay idle (keepalive.idle_limit)
 
     # -- asyncio callbacks --------------------------------------------------
 
@@ -298,28 +302,32 @@ class _Connection(asyncio.BufferedProtocol):
 
     # -- use ----------------------------------------------------------------
 
-    def usable(self) -> bool:
-        """Idle and clean: not closed, and nothing arrived while idle.
+    def usable(self, peer: Peer) -> bool:
+        """Idle and clean: not past its idle limit, not closed, nothing arrived while idle.
 
         Also what the event loop has not seen yet (it may not have run since
         the connection went idle): a socket readable while idle holds stray
-        bytes or the server's close, and is never reused.
+        bytes or the server's close, and is never reused. What ``peer`` (the
+        pool's) has shown decides the rest (:class:`.._http.keepalive.Peer`).
         """
+        idle_for = time.monotonic() - self.idle_since
+        if self.idle_limit is not None and idle_for >= self.idle_limit:
+            return False
         if (
             self.lost
             or self.start != self.end
             or self.transport is None
             or self.transport.is_closing()
         ):
-            return False
+            return peer.reusable(idle_for, closed=True)
         poller = self.poller
         if poller is None:
             sock = self.transport.get_extra_info("socket")
             if sock is None:
-                return True
+                return peer.reusable(idle_for, closed=False)
             poller = self.poller = select.poll()
             poller.register(sock.fileno(), select.POLLIN)
-        return not poller.poll(0)
+        return peer.reusable(idle_for, closed=bool(poller.poll(0)))
 
     def abort(self) -> None:
         # Not once connection_lost has run: Python 3.11's selector transport,
@@ -549,10 +557,11 @@ class _Connection(asyncio.BufferedProtocol):
 class _HostPool:
     """The connections to one host in one event loop: idle ones (LIFO) and waiting calls."""
 
-    __slots__ = ("closed", "count", "idle", "size", "waiters")
+    __slots__ = ("closed", "count", "idle", "peer", "size", "waiters")
 
     def __init__(self, size: int) -> None:
         self.size = size
+        self.peer = Peer()  # what the host has shown about keeping connections open
         self.count = 0  # connections open or being opened (idle included)
         self.idle: list[_Connection] = []
         self.waiters: deque[asyncio.Future[_Connection | None]] = deque()
@@ -563,7 +572,7 @@ class _HostPool:
         idle = self.idle
         while idle:
             conn = idle.pop()
-            if conn.usable():
+            if conn.usable(self.peer):
                 return conn
             conn.abort()
             self.count -= 1
@@ -637,9 +646,15 @@ async def _keeper(pools: _LoopPools) -> AsyncGenerator[None, None]:
 class AsyncioTransport:
     """Sends :class:`PreparedRequest` objects on asyncio connections; one pool per loop and host."""
 
-    def __init__(self, ssl_context: ssl.SSLContext, pool_size: int) -> None:
+    def __init__(
+        self,
+        ssl_context: ssl.SSLContext,
+        pool_size: int,
+        keepalive_expiry: float | None = DEFAULT_KEEPALIVE_EXPIRY,
+    ) -> None:
         self._ssl = ssl_context
         self._size = pool_size
+        self._expiry = keepalive_expiry
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopPools] = (
             weakref.WeakKeyDictionary()
         )
@@ -722,6 +737,10 @@ class AsyncioTransport:
             raise
         finally:
             _calls_on[loop] -= 1
+        if keep:
+            conn.idle_since = time.monotonic()
+            if reused:
+                pool.peer.answered()
         pool.release(conn, keep)
         return replace(raw, reused=reused) if debug_enabled() else raw
 
@@ -738,9 +757,18 @@ class AsyncioTransport:
                 raise deadline_error(req) from None
             except TimeoutError:
                 raise deadline_error(req) from None
-        if conn is not None and not conn.usable():
-            conn.abort()  # closed, or bytes arrived while idle: never reused
-            conn = None
+        if conn is not None:
+            # Towards a peer not known yet, the first reuse waits a moment for a close.
+            wait = pool.peer.settle(time.monotonic() - conn.idle_since)
+            if wait:
+                try:
+                    await asyncio.sleep(wait)
+                except BaseException:  # cancelled: give the slot back
+                    pool.release(conn, keep=False)
+                    raise
+            if not conn.usable(pool.peer):
+                conn.abort()  # closed, bytes arrived while idle, too old: never reused
+                conn = None
         return conn
 
     async def _connect(
@@ -835,12 +863,8 @@ class AsyncioTransport:
                         f"sent: {_reason(write_error)}",
                         url=where,
                     ) from write_error
-                raise TransportError(
-                    f"the connection to {where} was closed before a response arrived "
-                    "(a GraphPipe server drops the connection on a request it cannot parse; "
-                    f"the request may have run, so it is not sent again): {_reason(exc)}",
-                    url=where,
-                ) from exc
+                reason = None if isinstance(exc, _NoResponse) else _reason(exc)
+                raise no_response_error(req, reason) from exc
             except _WaitTimedOut as exc:
                 if write_error is not None:
                     raise TransportError(
@@ -858,6 +882,7 @@ class AsyncioTransport:
                 # e.g. a TLS 1.3 server refusing the client certificate after the handshake.
                 raise TLSError(f"TLS with {where} failed: {_reason(exc)}", url=where) from exc
             started = True
+            conn.idle_limit = idle_limit(self._expiry, h11.keep_alive_timeout(response))
             return await self._read_body(conn, response, req, clock, sent)
         except _DeadlinePassed:
             raise deadline_error(req) from None

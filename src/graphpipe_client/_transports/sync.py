@@ -82,7 +82,9 @@ from .._http.exchange import (
     deadline_error,
     decoded_too_large,
     new_receive_buffer,
+    no_response_error,
 )
+from .._http.keepalive import Peer, idle_limit
 from .._http.proxy import Proxy, ProxyChooser
 from .._observe.log import debug_enabled, log_exchange, log_failure, logger
 from .tls import make_ssl_context, warn_unverified
@@ -455,14 +457,9 @@ class SyncTransport:
         except (HTTPError, OSError) as exc:  # e.g. a closed pool
             raise TransportError(f"request to {where} failed: {_reason(exc)}", url=where) from exc
         try:
-            sock = conn.sock
-            reused = sock is not None
-            if reused and (
-                (isinstance(sock, ssl.SSLSocket) and sock.pending())
-                or wait_for_read(sock, timeout=0.0)
-            ):
-                # Readable while idle: closed by the server, or stray bytes. Never reuse.
-                conn.close()
+            reused = conn.sock is not None
+            if reused and not self._idle_usable(conn, pool):
+                conn.close()  # closed by the peer, stray bytes, too old, or an untrusted peer's
                 reused = False
             if not reused:
                 self._connect(conn, req, clock, proxy)
@@ -474,8 +471,30 @@ class SyncTransport:
             raise
         if not keep:
             conn.close()
+        else:
+            conn.gp_idle_since = time.monotonic()
+            if reused:
+                _peer(pool).answered()
         pool._put_conn(conn)
         return replace(raw, reused=reused) if debug_enabled() else raw
+
+    def _idle_usable(self, conn: Any, pool: Any) -> bool:
+        """Whether ``conn``, open and idle in ``pool``, may carry a request (:mod:`.._http.keepalive`).
+
+        Not past its idle limit, and not readable (closed by the peer, or
+        stray bytes) when polled: at once, or, towards a peer not known yet,
+        within a few milliseconds of its last response. A peer seen closing
+        connections right after their responses gets fresh connections.
+        """
+        idle_for = time.monotonic() - getattr(conn, "gp_idle_since", 0.0)
+        limit = getattr(conn, "gp_idle_limit", None)
+        if limit is not None and idle_for >= limit:
+            return False
+        peer = _peer(pool)
+        sock = conn.sock
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return peer.reusable(idle_for, closed=True)  # stray bytes, already decrypted
+        return peer.reusable(idle_for, wait_for_read(sock, timeout=peer.settle(idle_for)))
 
     def _connect(self, conn: Any, req: PreparedRequest, clock: _Clock, proxy: Proxy | None) -> None:
         ep = req.endpoint
@@ -592,12 +611,8 @@ class SyncTransport:
                         f"sent: {_reason(write_error)}",
                         url=where,
                     ) from write_error
-                raise TransportError(
-                    f"the connection to {where} was closed before a response arrived "
-                    "(a GraphPipe server drops the connection on a request it cannot parse; "
-                    f"the request may have run, so it is not sent again): {_reason(exc)}",
-                    url=where,
-                ) from exc
+                reason = None if isinstance(exc, _NoResponse) else _reason(exc)
+                raise no_response_error(req, reason) from exc
             except TimeoutError as exc:
                 if write_error is not None:
                     raise TransportError(
@@ -615,6 +630,9 @@ class SyncTransport:
                 # e.g. a TLS 1.3 server refusing the client certificate after the handshake.
                 raise TLSError(f"TLS with {where} failed: {_reason(exc)}", url=where) from exc
             started = True
+            conn.gp_idle_limit = idle_limit(
+                self._config.keepalive_expiry, h11.keep_alive_timeout(head)
+            )
             return self._read_body(reader, head, req, write_error is None)
         except _DeadlinePassed:
             raise deadline_error(req) from None
@@ -714,6 +732,14 @@ def _checkout(pool: Any) -> Any:
     except queue.Empty:
         conn = None
     return conn or pool._new_conn()
+
+
+def _peer(pool: Any) -> Peer:
+    """What the peer of ``pool`` (its endpoint, through its proxy) has shown, kept on the pool."""
+    peer: Peer | None = getattr(pool, "gp_peer", None)
+    if peer is None:
+        peer = pool.gp_peer = Peer()
+    return peer
 
 
 def _reason(exc: BaseException) -> str:

@@ -45,6 +45,7 @@ _OPTIONS = frozenset(
         "proxy",
         "trust_env",
         "cache",
+        "keepalive_expiry",
     }
 )
 
@@ -85,6 +86,7 @@ class ClientSpec:
             c.idempotent,
             c.proxy,
             c.trust_env,
+            c.keepalive_expiry,
         )
 
     def __repr__(self) -> str:
@@ -173,6 +175,7 @@ class ClientSpec:
             proxy=c.proxy,
             trust_env=c.trust_env,
             cache=cache,
+            keepalive_expiry=c.keepalive_expiry,
         )
 
 
