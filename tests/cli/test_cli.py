@@ -11,6 +11,7 @@ import json
 import os
 import re
 import selectors
+import shlex
 import signal
 import socket
 import subprocess
@@ -273,6 +274,55 @@ def test_execute_npy_with_several_outputs_is_an_error(
     r = run("execute", demo.url, "-i", flowers, "-o", out)
     assert_one_error_line(r, "2 outputs (probabilities, label)", "write an .npz file")
     assert not out.exists()
+
+
+def test_execute_npy_with_several_outputs_is_refused_before_sending(
+    demo: GraphPipeServer, tmp_path: Path
+) -> None:
+    # The metadata says 2 outputs: no batch is sent (issue 25: the bar reached 100% first).
+    path, _ = many_flowers(tmp_path)
+    out = tmp_path / "y.npy"
+    before = demo.requests_served
+    r = run("execute", demo.url, "-i", path, "-b", "100", "-c", "2", "--progress", "--out", out)
+    assert_one_error_line(
+        r,
+        f"the model has 2 outputs (probabilities, label) but {out} holds one array",
+        f"write an .npz file (--out {tmp_path / 'y.npz'})",
+        "--output-name",
+        "nothing was sent",
+    )
+    assert demo.requests_served - before == 1  # the metadata, nothing else
+    assert not out.exists()
+
+
+def test_execute_npy_with_several_output_names_is_refused_at_once(
+    flowers: Path, tmp_path: Path, closed_url: str
+) -> None:
+    # Known from the command line alone: not even the server is asked.
+    out = tmp_path / "y.npy"
+    r = run(
+        "execute", closed_url, "-i", flowers, "--output-name", "a", "--output-name", "b", "-o", out
+    )
+    assert_one_error_line(r, "2 outputs are asked for (a, b) but", "write an .npz file")
+
+
+def test_the_examples_of_execute_help_work(demo: GraphPipeServer, tmp_path: Path) -> None:
+    """Every example line of ``execute --help``, run as printed (the demo's URL for :9000)."""
+    examples = run("execute", "--help").out.split("examples:\n")[1].split("\n\n")[0]
+    lines = [line.strip() for line in examples.splitlines()]
+    assert len(lines) == 6, lines
+    for line in lines:
+        argv = shlex.split(line.replace("http://127.0.0.1:9000", demo.url))
+        if argv[0] == "python":
+            argv[0] = sys.executable
+        else:
+            assert argv[0] == "graphpipe-client"
+            argv[:1] = CLI
+        proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, timeout=60, check=False)
+        assert proc.returncode == 0, (line, proc.stderr.decode())
+    with np.load(tmp_path / "y.npz") as npz:
+        assert npz["label"].shape == (100_000,)
+    assert np.load(tmp_path / "label.npy").tolist() == [0]
 
 
 def test_execute_input_name_count_is_a_usage_error(demo: GraphPipeServer, flowers: Path) -> None:
