@@ -594,7 +594,24 @@ def test_serve_answers_and_stops_on_sigint() -> None:
 def test_serve_port_in_use_is_an_error() -> None:
     with serve(lambda x: x) as busy:
         r = run("serve", "--port", str(busy.port))
-    assert_one_error_line(r, f"cannot listen on 127.0.0.1:{busy.port}")
+    assert_one_error_line(
+        r,
+        f"cannot listen on 127.0.0.1:{busy.port}: Address already in use",
+        "pass --port 0 for a free port",
+    )
+    assert "port=0" not in r.err  # the command line's option, not the function's argument
+    with serve(lambda x: x) as busy:
+        proc = subprocess.run(
+            [*CLI[:3], "-m", "graphpipe_client.testing", "--port", str(busy.port)],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+    assert proc.returncode == 1
+    assert proc.stderr.decode() == (
+        f"cannot listen on 127.0.0.1:{busy.port}: Address already in use (another server "
+        "holds that port): stop it, or pass --port 0 for a free port (the URL is printed)\n"
+    )
 
 
 @pytest.mark.parametrize("port", ["70000", "-1", "http"])
