@@ -473,3 +473,15 @@ def test_the_otel_install_line_is_what_the_example_needs() -> None:
         needed.add("opentelemetry-sdk" if module.startswith("opentelemetry.sdk") else "opentelemetry-api")
     assert needed == {"opentelemetry-api", "opentelemetry-sdk"}
     assert needed <= named, (page, named)
+
+
+def test_the_performance_targets_are_listed_once() -> None:
+    """docs/performance.md's targets table: each target once (it listed three twice, reworded)."""
+    text = (ROOT / "docs" / "performance.md").read_text()
+    table = text.split("## The targets\n", 1)[1].split("\n## ", 1)[0]
+    targets = [row.split(" | ")[0].lstrip("| ") for row in table.splitlines() if row.startswith("| ")]
+    targets = [t for t in targets if t not in ("target", "---")]
+    assert len(targets) >= 10
+    # The subject of a target: its first four words ("one small call <=", "peak extra memory of").
+    subjects = [" ".join(t.split()[:4]) for t in targets]
+    assert len(set(subjects)) == len(subjects), sorted(s for s in subjects if subjects.count(s) > 1)
