@@ -108,7 +108,7 @@ NOT_RUN: dict[str, str] = {
     ),
     "docs/batched.md: client.execute_batched(": "a signature with its defaults, not a call",
     "docs/dask.md: predict(": "a signature with its defaults, not a call",
-    "docs/testing.md: serve(model, *, metadata=None, host=\"127.0.0.1\", port=0, errors_as_response=False,": (
+    'docs/testing.md: serve(model, *, metadata=None, host="127.0.0.1", port=0, errors_as_response=False,': (
         "a signature with its defaults, not a call"
     ),
     "docs/dask.md: import dask.array as da": (
@@ -212,7 +212,7 @@ SETUP: dict[str, str] = {
         "for i in range(3):\n    np.save(f'parts/{i}.npy', np.full((i + 1, 4), i, np.float32))\n"
         "saved = []\nsave = saved.append\n"
     ),
-    "docs/cache.md: cache = RowCache(max_bytes=1 << 30, model_key=\"fraud-scorer:2024-06-01\")": (
+    'docs/cache.md: cache = RowCache(max_bytes=1 << 30, model_key="fraud-scorer:2024-06-01")': (
         "from graphpipe_client import Client, RowCache\n"
     ),
     "docs/dask.md: predict(x, url, meta=np.empty((0, 10), np.float32))                  # one output, rows of 10": (
@@ -253,7 +253,7 @@ SETUP: dict[str, str] = {
         "cert.private_key_pem.write_to_path('client.key')\n"
         "cert.private_key_and_cert_chain_pem.write_to_path('client.pem')\n"
     ),
-    "docs/sync-client.md: out = client.execute_named({\"image\": batch, \"scale\": np.float32(0.5)})": (
+    'docs/sync-client.md: out = client.execute_named({"image": batch, "scale": np.float32(0.5)})': (
         "import numpy as np\nfrom graphpipe_client import Client, IOMetadata, ModelMetadata\n"
         "from graphpipe_client.testing import GraphPipeServer\n"
         "def model(image, scale=np.float32(1)):\n"
@@ -276,11 +276,11 @@ SETUP: dict[str, str] = {
         "from graphpipe_client.testing import serve\n"
         "def double(x):\n    return x * 2\n"
     ),
-    "docs/testing.md: def scale(x, *, config=\"\"):": (
+    'docs/testing.md: def scale(x, *, config=""):': (
         "import numpy as np\nfrom graphpipe_client import Client, IOMetadata, ModelMetadata\n"
         "from graphpipe_client.testing import serve\n"
     ),
-    "docs/testing.md: server.set_faults(status=503, body=\"busy\", retry_after=1, times=2)   # replaces all knobs": (
+    'docs/testing.md: server.set_faults(status=503, body="busy", retry_after=1, times=2)   # replaces all knobs': (
         "from graphpipe_client.testing import GraphPipeServer\n"
         "server = GraphPipeServer(lambda x: x).start()\n"
     ),
@@ -349,7 +349,7 @@ def test_every_block_is_run_or_listed_with_a_reason() -> None:
     # Every listed key names a block that is still there (a stale entry hides nothing).
     for table in (NOT_RUN, SETUP, VARYING, PYTEST):
         for key in table:
-            assert key in keys, f"no block {key!r} any more: update {table is NOT_RUN and 'NOT_RUN' or 'the tables'}"
+            assert key in keys, f"no block {key!r} any more: update the tables of this module"
     for key in SETUP:
         assert key not in NOT_RUN, key
     run = [b for b in BLOCKS if _runs(b)]
@@ -367,15 +367,23 @@ SHELL = [b for b in BLOCKS if b.lang in ("bash", "console") and _runs(b)]
 
 
 @pytest.mark.parametrize("block", PYTHON, ids=[b.where for b in PYTHON])
-def test_python_block_runs_as_printed(
-    block: Block, demo: GraphPipeServer, tmp_path: Path
-) -> None:
+def test_python_block_runs_as_printed(block: Block, demo: GraphPipeServer, tmp_path: Path) -> None:
     text = block.text.replace(DEMO, demo.url)
     setup = SETUP.get(block.key, "")
     if block.key in PYTEST:
         path = tmp_path / "test_doc_block.py"
         path.write_text(setup + "\n" + text)
-        argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error", path.name]
+        argv = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-W",
+            "error",
+            path.name,
+        ]
     else:
         spec = {"url": demo.url, "setup": setup, "block": text, "where": block.where}
         argv = [sys.executable, "-c", RUNNER, json.dumps(spec)]
@@ -430,7 +438,9 @@ def test_shell_block_runs_as_printed(
             timeout=120,
             check=False,
         )
-        assert proc.returncode == 0, f"{block.where}:\n{proc.stdout.decode()}\n{proc.stderr.decode()}"
+        assert proc.returncode == 0, (
+            f"{block.where}:\n{proc.stdout.decode()}\n{proc.stderr.decode()}"
+        )
         return
     for command, printed in _commands(block.text):
         proc = subprocess.run(
@@ -454,8 +464,9 @@ def test_the_otel_install_line_is_what_the_example_needs() -> None:
     page = ROOT / "docs" / "observability.md"
     (install,) = [b for b in BLOCKS if b.page == "docs/observability.md" and b.lang == "bash"]
     (example,) = [
-        b for b in BLOCKS if b.page == "docs/observability.md" and "opentelemetry" in b.text
-        and b.lang == "python"
+        b
+        for b in BLOCKS
+        if b.page == "docs/observability.md" and "opentelemetry" in b.text and b.lang == "python"
     ]
     named: set[str] = set()
     for line in install.text.splitlines():
@@ -470,7 +481,9 @@ def test_the_otel_install_line_is_what_the_example_needs() -> None:
         named |= installed
     needed = set()
     for module in re.findall(r"^\s*(?:from|import) (opentelemetry(?:\.\w+)?)", example.text, re.M):
-        needed.add("opentelemetry-sdk" if module.startswith("opentelemetry.sdk") else "opentelemetry-api")
+        needed.add(
+            "opentelemetry-sdk" if module.startswith("opentelemetry.sdk") else "opentelemetry-api"
+        )
     assert needed == {"opentelemetry-api", "opentelemetry-sdk"}
     assert needed <= named, (page, named)
 
@@ -479,7 +492,9 @@ def test_the_performance_targets_are_listed_once() -> None:
     """docs/performance.md's targets table: each target once (it listed three twice, reworded)."""
     text = (ROOT / "docs" / "performance.md").read_text()
     table = text.split("## The targets\n", 1)[1].split("\n## ", 1)[0]
-    targets = [row.split(" | ")[0].lstrip("| ") for row in table.splitlines() if row.startswith("| ")]
+    targets = [
+        row.split(" | ")[0].lstrip("| ") for row in table.splitlines() if row.startswith("| ")
+    ]
     targets = [t for t in targets if t not in ("target", "---")]
     assert len(targets) >= 10
     # The subject of a target: its first four words ("one small call <=", "peak extra memory of").

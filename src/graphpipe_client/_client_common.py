@@ -91,9 +91,7 @@ TransportT = TypeVar("TransportT")
 def _constructor_parameters(cls: type) -> tuple[int, tuple[str, ...]]:
     """How many positional arguments a client's constructor takes, and its keyword names."""
     params = list(inspect.signature(cls.__init__).parameters.values())[1:]  # type: ignore[misc]
-    positional = sum(
-        p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params
-    )
+    positional = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
     names = tuple(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
     return positional, names
 

@@ -216,7 +216,9 @@ BAD_PAUSES = [-1, -0.001, math.nan, math.inf, "1", True, None]
 @pytest.mark.parametrize("field", ["backoff", "backoff_max", "retry_after_max"])
 @pytest.mark.parametrize("value", BAD_PAUSES, ids=repr)
 def test_a_bad_retry_pause_names_the_field(field: str, value: Any) -> None:
-    with pytest.raises(gp.InvalidOption, match=rf"^RetryPolicy\.{field} must be a .*number of seconds >= 0"):
+    with pytest.raises(
+        gp.InvalidOption, match=rf"^RetryPolicy\.{field} must be a .*number of seconds >= 0"
+    ):
         gp.RetryPolicy(**{field: value})
 
 
@@ -239,7 +241,9 @@ def test_other_bad_retry_policy_fields(kwargs: dict[str, Any], message: str) -> 
 
 
 def test_good_retry_policies_are_normalised() -> None:
-    policy = gp.RetryPolicy(retries=0, backoff=0, backoff_max=1, retry_after_max=0, statuses=[502, 503])
+    policy = gp.RetryPolicy(
+        retries=0, backoff=0, backoff_max=1, retry_after_max=0, statuses=[502, 503]
+    )
     assert policy == gp.RetryPolicy(
         retries=0, backoff=0.0, backoff_max=1.0, retry_after_max=0.0, statuses=frozenset({502, 503})
     )

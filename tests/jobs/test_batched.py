@@ -544,7 +544,7 @@ def test_progress_true_without_tqdm_falls_back_to_a_status_line_with_one_note(
     monkeypatch.setitem(sys.modules, "tqdm.auto", None)
     monkeypatch.setattr(progress_module, "_noted_no_tqdm", False)
     with gp.Client(doubler.url) as client:
-        with pytest.warns(UserWarning) as notes:
+        with pytest.warns(UserWarning, match=r"tqdm is not installed") as notes:
             y = client.execute_batched(np.ones(10), 2, progress=True)
         np.testing.assert_array_equal(y, np.full(10, 2.0))
         (note,) = notes

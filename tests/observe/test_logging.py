@@ -192,6 +192,8 @@ def test_the_documented_levels_are_the_levels_used() -> None:
     doc = (Path(__file__).parents[2] / "docs" / "observability.md").read_text()
     table = dict(re.findall(r"^\| (DEBUG|INFO|WARNING|ERROR|CRITICAL) \| (.*) \|$", doc, re.M))
     source = (Path(gp.__file__).parent / "_observe" / "log.py").read_text()
-    used = {m.upper() for m in re.findall(r"\blogger\.(debug|info|warning|error|critical)\(", source)}
+    used = {
+        m.upper() for m in re.findall(r"\blogger\.(debug|info|warning|error|critical)\(", source)
+    }
     assert set(table) == used == {"DEBUG", "INFO", "WARNING"}
     assert "out of rotation" in table["WARNING"]

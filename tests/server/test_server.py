@@ -1362,7 +1362,10 @@ def test_main_serves_the_demo_until_sigint() -> None:
 
 def test_a_port_in_use_names_the_address_and_port_0() -> None:
     with serve(lambda x: x) as busy:
-        with pytest.raises(OSError) as info, serve(lambda x: x, port=busy.port):
+        with (
+            pytest.raises(OSError, match="cannot listen") as info,
+            serve(lambda x: x, port=busy.port),
+        ):
             pass  # pragma: no cover - never reached
         # Still an OSError with its errno (code that catches OSError keeps working).
         assert type(info.value) is OSError and info.value.errno == errno.EADDRINUSE

@@ -197,9 +197,7 @@ def _retry_count(field_name: str, value: object) -> int:
             f"not {type(value).__name__} {value!r}"
         )
     if value < 0:
-        raise InvalidOption(
-            f"{field_name} must be >= 0 (0 never retries), got {value!r}"
-        )
+        raise InvalidOption(f"{field_name} must be >= 0 (0 never retries), got {value!r}")
     return value
 
 
