@@ -137,6 +137,13 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         _check_constructor_call(cls, args, kwargs)
         return super().__new__(cls)
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # inspect.signature (help(), IDEs) would show __new__'s (*args, **kwargs): show
+        # the constructor's parameters, as without __new__.
+        init = inspect.signature(cls.__init__)
+        cls.__signature__ = init.replace(parameters=list(init.parameters.values())[1:])  # type: ignore[attr-defined]
+
     def __init__(
         self,
         url: URLArg | None = None,
