@@ -23,8 +23,15 @@ from graphpipe_client.testing import DEMO_CLASSES, demo_metadata, demo_model, se
 
 
 def report(done: int, total: int | None) -> None:
-    """A progress callable: ``progress=True`` would draw a tqdm bar instead."""
-    print(f"\r  {done:>7}/{total} rows", end="" if done != total else "\n", file=sys.stderr)
+    """A progress callable: ``progress=True`` would draw a tqdm bar instead.
+
+    On a terminal, one line rewritten in place; in a pipe or a log, where each
+    ``\\r`` update would pile onto one line, only the last state.
+    """
+    if sys.stderr.isatty():
+        print(f"\r  {done:>7}/{total} rows", end="" if done != total else "\n", file=sys.stderr)
+    elif done == total:
+        print(f"  {done}/{total} rows", file=sys.stderr)
 
 
 def picky_model(features: np.ndarray) -> dict[str, np.ndarray]:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import abc
+import difflib
+import functools
+import inspect
 import ssl
 import threading
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, Generic, TypeAlias, TypeVar
+from typing import Any, Generic, Self, TypeAlias, TypeVar
 
 import numpy as np
 
@@ -85,6 +88,40 @@ def outputs_by_name(
 TransportT = TypeVar("TransportT")
 
 
+@functools.cache
+def _constructor_parameters(cls: type) -> tuple[int, tuple[str, ...]]:
+    """How many positional arguments a client's constructor takes, and its keyword names."""
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]  # type: ignore[misc]
+    positional = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+    names = tuple(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+    return positional, names
+
+
+def _check_constructor_call(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """The ``TypeError`` of a call to ``cls(...)`` that its ``__init__`` cannot take, named by ``cls``.
+
+    Raises:
+        TypeError: an unknown keyword (with the closest known one, and the list), or
+            too many positional arguments.
+    """
+    positional, names = _constructor_parameters(cls)
+    call = f"{cls.__name__}()"
+    for key in kwargs:
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f"; did you mean {close[0]}=?" if close else ""
+            raise TypeError(
+                f"{call} got an unexpected keyword argument {key!r}{hint} "
+                f"(it takes: {', '.join(names)})"
+            )
+    if len(args) > positional:
+        raise TypeError(
+            f"{call} takes the model URL (or a list of replica URLs) as its only positional "
+            f"argument, and got {len(args)}: give the options by name, e.g. "
+            f"{cls.__name__}(url, timeout=10)"
+        )
+
+
 class ClientBase(abc.ABC, Generic[TransportT]):
     """State and argument handling common to the sync and async clients."""
 
@@ -94,6 +131,19 @@ class ClientBase(abc.ABC, Generic[TransportT]):
     #: False for the module-level clients of ``remote`` and ``aio``, which
     #: live as long as the process (see :meth:`_mark_shared`).
     _warn_unclosed = True
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        # Python's own TypeError for a wrong call would name ``ClientBase.__init__``, a
+        # private class: name the client, and say what it takes.
+        _check_constructor_call(cls, args, kwargs)
+        return super().__new__(cls)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # inspect.signature (help(), IDEs) would show __new__'s (*args, **kwargs): show
+        # the constructor's parameters, as without __new__.
+        init = inspect.signature(cls.__init__)
+        cls.__signature__ = init.replace(parameters=list(init.parameters.values())[1:])  # type: ignore[attr-defined]
 
     def __init__(
         self,

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import selectors
+import shlex
 import signal
 import socket
 import subprocess
@@ -275,6 +276,55 @@ def test_execute_npy_with_several_outputs_is_an_error(
     assert not out.exists()
 
 
+def test_execute_npy_with_several_outputs_is_refused_before_sending(
+    demo: GraphPipeServer, tmp_path: Path
+) -> None:
+    # The metadata says 2 outputs: no batch is sent (issue 25: the bar reached 100% first).
+    path, _ = many_flowers(tmp_path)
+    out = tmp_path / "y.npy"
+    before = demo.requests_served
+    r = run("execute", demo.url, "-i", path, "-b", "100", "-c", "2", "--progress", "--out", out)
+    assert_one_error_line(
+        r,
+        f"the model has 2 outputs (probabilities, label) but {out} holds one array",
+        f"write an .npz file (--out {tmp_path / 'y.npz'})",
+        "--output-name",
+        "nothing was sent",
+    )
+    assert demo.requests_served - before == 1  # the metadata, nothing else
+    assert not out.exists()
+
+
+def test_execute_npy_with_several_output_names_is_refused_at_once(
+    flowers: Path, tmp_path: Path, closed_url: str
+) -> None:
+    # Known from the command line alone: not even the server is asked.
+    out = tmp_path / "y.npy"
+    r = run(
+        "execute", closed_url, "-i", flowers, "--output-name", "a", "--output-name", "b", "-o", out
+    )
+    assert_one_error_line(r, "2 outputs are asked for (a, b) but", "write an .npz file")
+
+
+def test_the_examples_of_execute_help_work(demo: GraphPipeServer, tmp_path: Path) -> None:
+    """Every example line of ``execute --help``, run as printed (the demo's URL for :9000)."""
+    examples = run("execute", "--help").out.split("examples:\n")[1].split("\n\n")[0]
+    lines = [line.strip() for line in examples.splitlines()]
+    assert len(lines) == 6, lines
+    for line in lines:
+        argv = shlex.split(line.replace("http://127.0.0.1:9000", demo.url))
+        if argv[0] == "python":
+            argv[0] = sys.executable
+        else:
+            assert argv[0] == "graphpipe-client"
+            argv[:1] = CLI
+        proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, timeout=60, check=False)
+        assert proc.returncode == 0, (line, proc.stderr.decode())
+    with np.load(tmp_path / "y.npz") as npz:
+        assert npz["label"].shape == (100_000,)
+    assert np.load(tmp_path / "label.npy").tolist() == [0]
+
+
 def test_execute_input_name_count_is_a_usage_error(demo: GraphPipeServer, flowers: Path) -> None:
     r = run("execute", demo.url, "-i", flowers, "--input-name", "a", "--input-name", "b")
     assert r.code == 2
@@ -337,8 +387,10 @@ def test_execute_batched_without_tqdm_prints_a_status_line(
         "--progress",
     )
     assert r.code == 0, r
+    # stderr is a pipe here, not a terminal: plain lines, no \r (only the last, for a short run)
+    assert "\r" not in r.err
     status, wrote = r.err.split("\n")[:2]
-    assert status.split("\r")[-1].startswith("1000/1000 rows, ")
+    assert status.startswith("1000/1000 rows, ")
     assert wrote == f"wrote {out}: label: int64 (1000,)"
     assert np.load(out).shape == (1000,)
 
@@ -542,7 +594,24 @@ def test_serve_answers_and_stops_on_sigint() -> None:
 def test_serve_port_in_use_is_an_error() -> None:
     with serve(lambda x: x) as busy:
         r = run("serve", "--port", str(busy.port))
-    assert_one_error_line(r, f"cannot listen on 127.0.0.1:{busy.port}")
+    assert_one_error_line(
+        r,
+        f"cannot listen on 127.0.0.1:{busy.port}: Address already in use",
+        "pass --port 0 for a free port",
+    )
+    assert "port=0" not in r.err  # the command line's option, not the function's argument
+    with serve(lambda x: x) as busy:
+        proc = subprocess.run(
+            [*CLI[:3], "-m", "graphpipe_client.testing", "--port", str(busy.port)],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+    assert proc.returncode == 1
+    assert proc.stderr.decode() == (
+        f"cannot listen on 127.0.0.1:{busy.port}: Address already in use (another server "
+        "holds that port): stop it, or pass --port 0 for a free port (the URL is printed)\n"
+    )
 
 
 @pytest.mark.parametrize("port", ["70000", "-1", "http"])

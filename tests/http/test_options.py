@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import graphpipe_client as gp
-from graphpipe_client.testing import serve
+from graphpipe_client.testing import Faults, serve
 
 KINDS = ["sync", "async"]
 
@@ -187,3 +187,95 @@ def test_a_file_that_is_not_a_certificate_is_an_invalid_option(tmp_path: Any) ->
         gp.Client("https://127.0.0.1:9", verify=str(bad))
     with pytest.raises(gp.InvalidOption, match="cannot load"):
         gp.Client("https://127.0.0.1:9", cert=str(bad))
+
+
+# --------------------------------------------------------------------------
+# retries: every bad value is an InvalidOption at construction, never a bare
+# ValueError/TypeError (nor a ValueError from time.sleep at the first retry)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (-1, r"^retries must be >= 0 \(0 never retries\), got -1$"),
+        (1.5, r"^retries must be a whole number of retries .* not float 1\.5$"),
+        ("3", r"^retries must be a whole number of retries .* not str '3'$"),
+        (True, r"^retries must be a whole number of retries .* not bool True$"),
+    ],
+    ids=repr,
+)
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_bad_retries_is_an_invalid_option(kind: str, value: Any, message: str) -> None:
+    with pytest.raises(gp.InvalidOption, match=message):
+        _client(kind, retries=value)
+
+
+BAD_PAUSES = [-1, -0.001, math.nan, math.inf, "1", True, None]
+
+
+@pytest.mark.parametrize("field", ["backoff", "backoff_max", "retry_after_max"])
+@pytest.mark.parametrize("value", BAD_PAUSES, ids=repr)
+def test_a_bad_retry_pause_names_the_field(field: str, value: Any) -> None:
+    with pytest.raises(
+        gp.InvalidOption, match=rf"^RetryPolicy\.{field} must be a .*number of seconds >= 0"
+    ):
+        gp.RetryPolicy(**{field: value})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"retries": -1}, r"^RetryPolicy\.retries must be >= 0"),
+        ({"retries": 2.0}, r"^RetryPolicy\.retries must be a whole number"),
+        ({"jitter": "no"}, r"^RetryPolicy\.jitter must be True or False, not str"),
+        ({"statuses": 503}, r"^RetryPolicy\.statuses must be a set of HTTP statuses"),
+        ({"statuses": "503"}, r"^RetryPolicy\.statuses must be a set of HTTP statuses"),
+        ({"statuses": {200}}, r"^RetryPolicy\.statuses holds 200: .* from 400 to 599"),
+        ({"statuses": {"503"}}, r"^RetryPolicy\.statuses holds '503'"),
+    ],
+    ids=repr,
+)
+def test_other_bad_retry_policy_fields(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(gp.InvalidOption, match=message):
+        gp.RetryPolicy(**kwargs)
+
+
+def test_good_retry_policies_are_normalised() -> None:
+    policy = gp.RetryPolicy(
+        retries=0, backoff=0, backoff_max=1, retry_after_max=0, statuses=[502, 503]
+    )
+    assert policy == gp.RetryPolicy(
+        retries=0, backoff=0.0, backoff_max=1.0, retry_after_max=0.0, statuses=frozenset({502, 503})
+    )
+    assert isinstance(policy.backoff, float) and isinstance(policy.statuses, frozenset)
+
+
+def test_a_zero_backoff_retries_at_once() -> None:
+    # backoff=0 is a valid policy: the retries happen, without a pause.
+    with serve(lambda x: x, faults=Faults(status=503, times=1)) as server:
+        with gp.Client(server.url, retries=gp.RetryPolicy(retries=1, backoff=0)) as client:
+            np.testing.assert_array_equal(client.execute(np.ones(2, np.float32)), np.ones(2))
+        assert server.requests_served == 2
+
+
+# --------------------------------------------------------------------------
+# a wrong call names the client (not the private ClientBase) and what it takes
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_unknown_keyword_names_the_client_and_its_options(kind: str) -> None:
+    name = "Client" if kind == "sync" else "AsyncClient"
+    with pytest.raises(TypeError) as info:
+        _client(kind, foo=1)
+    message = str(info.value)
+    assert message.startswith(f"{name}() got an unexpected keyword argument 'foo' (it takes: url, ")
+    assert "ClientBase" not in message and "retries" in message
+    with pytest.raises(TypeError, match=rf"^{name}\(\) got .* 'timout'; did you mean timeout=\?"):
+        _client(kind, timout=3)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_options_given_by_position_are_refused_with_what_to_do(kind: str) -> None:
+    cls = gp.Client if kind == "sync" else gp.AsyncClient
+    with pytest.raises(TypeError, match=rf"^{cls.__name__}\(\) takes the model URL .* got 2: give"):
+        cls("http://127.0.0.1:9", 5)  # type: ignore[misc]

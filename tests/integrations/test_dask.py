@@ -8,6 +8,7 @@ rest use Dask's threaded scheduler, which runs the same task graph.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pickle
 import signal
@@ -353,12 +354,38 @@ def test_too_few_rows_back_is_an_error() -> None:
 
 
 def test_metadata_without_shapes_asks_for_meta() -> None:
-    # The default metadata gives no dtype and no shape.
+    # The default metadata gives no dtype and no shape (and names the model '<lambda>').
     with (
         serve(lambda x: x) as server,
-        pytest.raises(gp.InvalidOption, match=r"pass meta=np\.empty"),
+        pytest.raises(gp.InvalidOption, match=r"pass meta=np\.empty") as info,
     ):
         predict(da.ones((4, 2), chunks=2), server.url)
+    assert str(info.value).startswith(
+        "the metadata of the model '<lambda>' does not give output 'output0' both a dtype"
+    )
+    assert "''" not in str(info.value)
+
+
+@pytest.mark.parametrize("as_client", [False, True])
+def test_a_failed_metadata_request_says_it_is_the_drivers_and_meta_avoids_it(
+    as_client: bool,
+) -> None:
+    url = "http://127.0.0.1:9"  # nothing listens
+    x = da.ones((4, 2), chunks=2)
+    with contextlib.ExitStack() as stack:
+        target: Any = stack.enter_context(gp.Client(url, retries=0)) if as_client else url
+        with pytest.raises(gp.ConnectError) as info:
+            predict(x, target)
+        # The same type as the request raised, its cause kept, and what to do.
+        assert type(info.value) is gp.ConnectError
+        assert isinstance(info.value.__cause__, gp.ConnectError)
+        message = str(info.value)
+        assert message.startswith("the driver's metadata request failed (predict asks")
+        assert "meta=np.empty((0, ...), dtype)" in message
+        assert str(info.value.__cause__) in message
+        # With meta= nothing is asked: the graph is built without the server.
+        lazy = predict(x, target, meta=np.empty((0,), np.float32))
+        assert lazy.shape == (4,)
 
 
 def test_meta_and_output_names_must_agree() -> None:

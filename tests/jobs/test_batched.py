@@ -9,6 +9,7 @@ import random
 import sys
 import threading
 import time
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 
 import graphpipe_client as gp
 from graphpipe_client import aio, remote
+from graphpipe_client._jobs import progress as progress_module
 from graphpipe_client.testing import Faults, GraphPipeServer, serve
 
 MARKER = -1.0
@@ -533,20 +535,30 @@ def test_progress_true_draws_a_tqdm_bar(
     assert "1.00k/1.00k" in err and "rows/s" in err and "100%" in err
 
 
-def test_progress_true_without_tqdm_names_the_extra(
-    doubler: GraphPipeServer, monkeypatch: pytest.MonkeyPatch
+def test_progress_true_without_tqdm_falls_back_to_a_status_line_with_one_note(
+    doubler: GraphPipeServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # As the command line does: the run goes on, with a plain status line on stderr, and a
+    # warning, once per process, that says how to get the bar.
     monkeypatch.setitem(sys.modules, "tqdm", None)
     monkeypatch.setitem(sys.modules, "tqdm.auto", None)
-    before = doubler.requests_served
+    monkeypatch.setattr(progress_module, "_noted_no_tqdm", False)
     with gp.Client(doubler.url) as client:
-        with pytest.raises(ImportError, match=r"graphpipe-client\[progress\]"):
-            client.execute_batched(np.ones(10), 2, progress=True)
-        with pytest.raises(ImportError, match=r"graphpipe-client\[progress\]"):
-            client.execute_stream([np.ones(2)], progress=True)
-    with pytest.raises(ImportError, match=r"graphpipe-client\[progress\]"):
-        run(async_batched(doubler.url, np.ones(10), 2, progress=True))
-    assert doubler.requests_served == before
+        with pytest.warns(UserWarning, match=r"tqdm is not installed") as notes:
+            y = client.execute_batched(np.ones(10), 2, progress=True)
+        np.testing.assert_array_equal(y, np.full(10, 2.0))
+        (note,) = notes
+        assert str(note.message) == progress_module.NO_TQDM_NOTE
+        assert "pip install 'graphpipe-client[progress]'" in str(note.message)
+        assert note.filename == __file__  # points at the caller's line, not the library's
+        assert capsys.readouterr().err.startswith("10/10 rows, ")  # captured: not a terminal
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no second note
+            assert len(list(client.execute_stream([np.ones(2)] * 3, progress=True))) == 3
+            run(async_batched(doubler.url, np.ones(10), 2, progress=True))
+    err = capsys.readouterr().err
+    assert err.splitlines() == [line for line in err.splitlines() if line.endswith(" rows/s")]
+    assert err.startswith("6 rows, ") and "\n10/10 rows, " in err and "\r" not in err
 
 
 def test_progress_of_the_wrong_type(doubler: GraphPipeServer) -> None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -143,3 +146,54 @@ def test_no_misleading_resetting_dropped_connection_from_urllib3(
     texts = [r.getMessage() for r in caplog.records if r.name.startswith("urllib3")]
     assert texts, "urllib3 logs its new connections at DEBUG"
     assert not [t for t in texts if "Resetting dropped connection" in t]
+
+
+_NO_LOGGING_CONFIGURED = """
+import socket, sys
+import numpy as np
+import graphpipe_client as gp
+from graphpipe_client.testing import serve
+
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+with serve(lambda x: x) as server:
+    server.set_faults(status=503, body="busy", times=1)
+    with gp.Client(server.url, retries=gp.RetryPolicy(retries=2, backoff=0.01)) as client:
+        client.execute(np.ones(2))                       # a retry: INFO, not shown
+    print("one url done", file=sys.stderr)
+    with gp.Client([server.url, closed], retries=3) as client:
+        for _ in range(4):
+            client.execute(np.ones(2))                   # the closed replica: ejected
+"""
+
+
+def test_what_reaches_stderr_with_no_logging_configured() -> None:
+    # docs/observability.md: at the default level, only a replica out of rotation is shown.
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", "-c", _NO_LOGGING_CONFIGURED],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    lines = proc.stderr.decode().splitlines()
+    assert lines[0] == "one url done"  # working calls, and a retry: nothing
+    assert len(lines) == 2, lines
+    assert re.fullmatch(
+        r"replica http://127\.0\.0\.1:\d+/ out of rotation after ConnectError: .*; "
+        r"it gets traffic again once is_ready succeeds",
+        lines[1],
+    ), lines[1]
+
+
+def test_the_documented_levels_are_the_levels_used() -> None:
+    # The table of docs/observability.md lists every level the package logs at.
+    doc = (Path(__file__).parents[2] / "docs" / "observability.md").read_text()
+    table = dict(re.findall(r"^\| (DEBUG|INFO|WARNING|ERROR|CRITICAL) \| (.*) \|$", doc, re.M))
+    source = (Path(gp.__file__).parent / "_observe" / "log.py").read_text()
+    used = {
+        m.upper() for m in re.findall(r"\blogger\.(debug|info|warning|error|critical)\(", source)
+    }
+    assert set(table) == used == {"DEBUG", "INFO", "WARNING"}
+    assert "out of rotation" in table["WARNING"]

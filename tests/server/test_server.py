@@ -10,6 +10,7 @@ the pytest fixture; the demo model; and ``python -m graphpipe_client.testing``.
 
 from __future__ import annotations
 
+import errno
 import http.client
 import importlib.metadata
 import json
@@ -1357,3 +1358,23 @@ def test_main_serves_the_demo_until_sigint() -> None:
     assert proc.returncode == 0
     assert "Traceback" not in err
     assert "Ctrl-C" in err
+
+
+def test_a_port_in_use_names_the_address_and_port_0() -> None:
+    with serve(lambda x: x) as busy:
+        with (
+            pytest.raises(OSError, match="cannot listen") as info,
+            serve(lambda x: x, port=busy.port),
+        ):
+            pass  # pragma: no cover - never reached
+        # Still an OSError with its errno (code that catches OSError keeps working).
+        assert type(info.value) is OSError and info.value.errno == errno.EADDRINUSE
+        assert str(info.value) == (
+            f"[Errno {errno.EADDRINUSE}] cannot listen on 127.0.0.1:{busy.port}: "
+            f"{os.strerror(errno.EADDRINUSE)} (another server holds that port): stop it, "
+            "or pass port=0 for a free port (server.url then says which)"
+        )
+        assert isinstance(info.value.__cause__, OSError)
+        server = GraphPipeServer(lambda x: x, port=busy.port)
+        with pytest.raises(OSError, match=r"pass port=0 for a free port"):
+            server.start()

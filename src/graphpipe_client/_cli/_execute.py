@@ -150,6 +150,35 @@ def write_outputs(path: Path, labels: Sequence[str], outputs: Sequence[np.ndarra
         raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
+def _check_out_before_sending(client: Client, path: Path, requested: Sequence[str] | None) -> None:
+    """Refuse a ``.npy`` ``--out`` now, before any work, when it cannot hold the outputs.
+
+    With ``--output-name`` the count is known; without, the model's metadata
+    says it (when the server gives usable metadata: otherwise the check after
+    the run, in :func:`write_outputs`, still applies).
+    """
+    if path.suffix.lower() == ".npz":
+        return
+    if requested:
+        if len(requested) != 1:
+            raise CommandError(
+                f"{len(requested)} outputs are asked for ({', '.join(requested)}) but {path} "
+                f"holds one array: write an .npz file (--out {path.with_suffix('.npz')}), "
+                "or ask for one output"
+            )
+        return
+    try:
+        names = client.metadata().output_names
+    except GraphPipeError:
+        return  # the run says what the server can do, and write_outputs checks
+    if len(names) > 1:
+        raise CommandError(
+            f"the model has {len(names)} outputs ({', '.join(names)}) but {path} holds one "
+            f"array: write an .npz file (--out {path.with_suffix('.npz')}), or choose one "
+            "output with --output-name; nothing was sent"
+        )
+
+
 def cmd_execute(args: argparse.Namespace) -> int:
     """Run ``execute``: load the inputs, run the model, print or write the outputs; the exit status."""
     files: list[str] = args.input
@@ -165,6 +194,8 @@ def cmd_execute(args: argparse.Namespace) -> int:
     # One kept-alive connection per request in flight.
     pool_size = max(10, args.concurrency or DEFAULT_CONCURRENCY)
     with Client(args.url, pool_size=pool_size, **client_options(args)) as client:
+        if args.out is not None:
+            _check_out_before_sending(client, args.out, output_names)
         if batched:
             outputs = _execute_batched(client, args, inputs, input_names, output_names)
         else:

@@ -140,12 +140,14 @@ examples:
   graphpipe-client execute http://127.0.0.1:9000 --input x.npy
   graphpipe-client execute http://127.0.0.1:9000 -i x.npy --output-name label --out label.npy
   graphpipe-client execute http://127.0.0.1:9000 -i x.npy --config temperature=2 --out y.npz
-  graphpipe-client execute http://127.0.0.1:9000 -i big.npy --batch-size 256 --concurrency 4 --out y.npy
+  python -c "import numpy as np; np.save('big.npy', np.random.default_rng(0).uniform(0.1, 7, (100_000, 4)).astype(np.float32))"
+  graphpipe-client execute http://127.0.0.1:9000 -i big.npy --batch-size 256 --concurrency 4 --out y.npz
 
 Inputs are .npy files (numpy.save), read without ever unpickling: object
 arrays are refused. Without --out, each output is summarised: its name (the
 requested --output-name, else the model's metadata), dtype, shape and a few
-values. --out FILE.npy writes the one output (an error if there are several);
+values. --out FILE.npy writes the one output (refused before anything is sent
+when --output-name or the model's metadata says there are several);
 --out FILE.npz writes every output under its name (output0, output1, ... when
 unknown). String outputs are written as fixed-width bytes arrays.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import signal
 import sys
 import threading
@@ -40,9 +41,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     )
                 )
             except OSError as exc:
-                raise CommandError(
-                    f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
-                ) from exc
+                cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+                reason = cause.strerror or str(cause)
+                if exc.errno == errno.EADDRINUSE:
+                    reason += (
+                        " (another server holds that port): stop it, or pass --port 0 "
+                        "for a free port (the URL is printed)"
+                    )
+                raise CommandError(f"cannot listen on {args.host}:{args.port}: {reason}") from exc
             print(server.url, flush=True)
             if args.host not in ("127.0.0.1", "::1", "localhost"):
                 print(

@@ -133,9 +133,19 @@ class RetryPolicy:
     ``retry_after_max``. Read timeouts and other failures are not retried: the
     model may already have run.
 
+    Each field is checked when the policy is made, and a bad one raises
+    :class:`InvalidOption` naming it: ``retries`` is an ``int >= 0``;
+    ``backoff``, ``backoff_max`` and ``retry_after_max`` are finite numbers of
+    seconds ``>= 0``; ``jitter`` is a bool; ``statuses`` is a set of HTTP
+    error statuses (400 to 599), stored as a frozenset.
+
     Example:
         >>> RetryPolicy(retries=5, backoff=0.2).retries
         5
+        >>> RetryPolicy(backoff=-1)
+        Traceback (most recent call last):
+        ...
+        graphpipe_client.InvalidOption: RetryPolicy.backoff must be a finite number of seconds >= 0, got -1
     """
 
     retries: int = 2
@@ -146,8 +156,14 @@ class RetryPolicy:
     statuses: frozenset[int] = field(default_factory=lambda: frozenset({503}))
 
     def __post_init__(self) -> None:
-        if self.retries < 0:
-            raise ValueError(f"retries must be >= 0, got {self.retries}")
+        object.__setattr__(self, "retries", _retry_count("RetryPolicy.retries", self.retries))
+        for name in ("backoff", "backoff_max", "retry_after_max"):
+            object.__setattr__(self, name, _pause(f"RetryPolicy.{name}", getattr(self, name)))
+        if not isinstance(self.jitter, bool):
+            raise InvalidOption(
+                f"RetryPolicy.jitter must be True or False, not {type(self.jitter).__name__}"
+            )
+        object.__setattr__(self, "statuses", _retry_statuses(self.statuses))
 
     def backoff_delay(self, attempt: int) -> float:
         """The pause before retry number ``attempt + 1`` (``attempt`` counts from 0)."""
@@ -174,15 +190,61 @@ class RetryPolicy:
         return min(max(seconds, 0.0), self.retry_after_max)
 
 
+def _retry_count(field_name: str, value: object) -> int:
+    """``value`` as a number of retries (an ``int >= 0``); else :class:`InvalidOption`."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidOption(
+            f"{field_name} must be a whole number of retries (an int >= 0; 0 never retries), "
+            f"not {type(value).__name__} {value!r}"
+        )
+    if value < 0:
+        raise InvalidOption(f"{field_name} must be >= 0 (0 never retries), got {value!r}")
+    return value
+
+
+def _pause(field_name: str, value: object) -> float:
+    """``value`` as a pause: a finite number of seconds ``>= 0``; else :class:`InvalidOption`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidOption(
+            f"{field_name} must be a number of seconds >= 0, not {type(value).__name__}"
+        )
+    if not math.isfinite(value) or value < 0:
+        raise InvalidOption(f"{field_name} must be a finite number of seconds >= 0, got {value!r}")
+    return float(value)
+
+
+def _retry_statuses(value: object) -> frozenset[int]:
+    """``value`` as a frozenset of HTTP error statuses (400-599); else :class:`InvalidOption`."""
+    if isinstance(value, (str, bytes, int)) or not isinstance(value, (set, frozenset, list, tuple)):
+        raise InvalidOption(
+            "RetryPolicy.statuses must be a set of HTTP statuses, e.g. frozenset({503}), "
+            f"not {type(value).__name__}"
+        )
+    for status in value:
+        if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
+            raise InvalidOption(
+                f"RetryPolicy.statuses holds {status!r}: each must be an HTTP error status, "
+                "an int from 400 to 599 (e.g. 503)"
+            )
+    return frozenset(value)
+
+
 def to_retry_policy(value: int | RetryPolicy | None) -> RetryPolicy:
-    """Normalise ``3``, ``0``/``None`` (off) or a :class:`RetryPolicy`."""
+    """Normalise ``3``, ``0``/``None`` (off) or a :class:`RetryPolicy`.
+
+    Raises:
+        InvalidOption: anything else, or a negative number.
+    """
     if isinstance(value, RetryPolicy):
         return value
     if value is None:
         return RetryPolicy(retries=0)
     if isinstance(value, int) and not isinstance(value, bool):
-        return RetryPolicy(retries=value)
-    raise TypeError(f"retries must be an int, a RetryPolicy or None, not {value!r}")
+        return RetryPolicy(retries=_retry_count("retries", value))
+    raise InvalidOption(
+        "retries must be a whole number of retries (an int >= 0), a RetryPolicy or None, "
+        f"not {type(value).__name__} {value!r}"
+    )
 
 
 @dataclass(frozen=True)

@@ -7,24 +7,31 @@ interface, :class:`Reporter` (``update(n)`` after each unit of work, then
 - ``None`` or ``False``: nothing is shown;
 - ``True``: a ``tqdm.auto`` bar (the notebook widget in Jupyter, text
   elsewhere) with the count, the rate and the ETA; tqdm is the optional extra
-  ``graphpipe-client[progress]``, and without it ``True`` raises
-  :class:`ImportError` naming the extra;
+  ``graphpipe-client[progress]``, and without it a :class:`StatusLine` on
+  stderr, as the command line shows, after a one-time :class:`UserWarning`
+  that says how to get the bar (:data:`NO_TQDM_NOTE`);
 - a callable: called as ``progress(done, total)`` after each batch (``total``
   is ``None`` when unknown, as for a stream).
 
-:class:`StatusLine` is the command line's fallback when tqdm is not installed:
-one line on a stream, rewritten in place with ``\\r``.
+:class:`StatusLine` is the fallback when tqdm is not installed: on a
+terminal, one line rewritten in place with ``\\r``; elsewhere (a pipe, a log
+file), a plain line at most every :attr:`StatusLine.plain_interval` seconds
+and the last one when done.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 import time
+import warnings
 from collections.abc import Callable
 from typing import IO, Any, Final, Protocol, TypeAlias
 
 __all__ = [
     "EXTRA_HINT",
+    "NO_TQDM_NOTE",
     "ProgressArg",
     "Reporter",
     "StatusLine",
@@ -37,6 +44,14 @@ __all__ = [
 
 #: What to install for ``progress=True``.
 EXTRA_HINT: Final = "pip install 'graphpipe-client[progress]' (or pip install tqdm)"
+
+#: The one-time warning of ``progress=True`` without tqdm.
+NO_TQDM_NOTE: Final = (
+    "progress=True draws a tqdm bar, and tqdm is not installed: showing a plain status line "
+    f"on stderr instead; for the bar, {EXTRA_HINT}"
+)
+
+_noted_no_tqdm = False
 
 #: What ``progress=`` accepts.
 ProgressArg: TypeAlias = "bool | Callable[[int, int | None], object] | None"
@@ -131,26 +146,46 @@ def as_callback(reporter: Reporter) -> Callable[[int, int | None], None]:
 
 
 class StatusLine:
-    """A plain status line on ``stream``, rewritten in place (at most 10 times a second).
+    """A plain status line on ``stream``: rewritten in place on a terminal, plain lines elsewhere.
 
     ``done/total unit, elapsed s, rate unit/s`` (without ``total`` when it is
-    unknown); :meth:`close` draws the last state and ends the line.
+    unknown). On a terminal (``tty``, by default ``stream.isatty()``) the line
+    is redrawn with ``\\r`` at most 10 times a second; elsewhere (a pipe, a
+    log file, where ``\\r`` would pile every update onto one log line) each
+    state is a line of its own, at most one every :attr:`plain_interval`
+    seconds. :meth:`close` shows the last state and ends the line.
 
     Example:
         >>> import io
         >>> out = io.StringIO()
-        >>> line = StatusLine(out, total=10, unit="rows")
+        >>> line = StatusLine(out, total=10, unit="rows", tty=True)
         >>> line.update(10)
         >>> line.close()
         >>> out.getvalue().startswith("\\r10/10 rows, ")
         True
+        >>> out = io.StringIO()  # not a terminal
+        >>> line = StatusLine(out, total=10, unit="rows")
+        >>> line.update(4); line.update(6); line.close()
+        >>> out.getvalue().count("\\n"), out.getvalue().startswith("10/10 rows, ")
+        (1, True)
     """
 
+    #: Seconds between redraws on a terminal.
     interval: Final = 0.1
+    #: Seconds between lines when not on a terminal.
+    plain_interval: Final = 10.0
 
     def __init__(
-        self, stream: IO[str], total: int | None, unit: str, desc: str | None = None
+        self,
+        stream: IO[str],
+        total: int | None,
+        unit: str,
+        desc: str | None = None,
+        *,
+        tty: bool | None = None,
     ) -> None:
+        self._tty = _isatty(stream) if tty is None else tty
+        self._every = self.interval if self._tty else self.plain_interval
         self._stream = stream
         self._total = total
         self._unit = unit
@@ -164,9 +199,9 @@ class StatusLine:
     def update(self, n: int) -> None:
         self._done += n
         now = time.perf_counter()
-        if now - self._drawn >= self.interval or (
-            self._total is not None and self._done >= self._total
-        ):
+        if self._tty and self._total is not None and self._done >= self._total:
+            self._draw(now)  # the end, at once (close() would not redraw it)
+        elif now - self._drawn >= self._every and (self._tty or now - self._start >= self._every):
             self._draw(now)
 
     def _draw(self, now: float) -> None:
@@ -176,30 +211,57 @@ class StatusLine:
         count = f"{self._done}" if self._total is None else f"{self._done}/{self._total}"
         rate = self._done / elapsed if elapsed > 0 else 0.0
         line = f"{self._desc}{count} {self._unit}, {elapsed:.1f} s, {rate:,.0f} {self._unit}/s"
-        self._stream.write("\r" + line.ljust(self._length))
+        if self._tty:
+            self._stream.write("\r" + line.ljust(self._length))
+        else:
+            self._stream.write(line + "\n")
         self._stream.flush()
         self._length = len(line)
 
     def close(self) -> None:
         if self._drawn_done != self._done:
             self._draw(time.perf_counter())
-        self._stream.write("\n")
+        if self._tty:
+            self._stream.write("\n")
         self._stream.flush()
+
+
+def _isatty(stream: IO[str]) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):  # a closed or odd stream
+        return False
+
+
+_PACKAGE_DIR: Final = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _callers_level() -> int:
+    """The ``stacklevel`` of the first frame outside this package: the caller's own line."""
+    level = 2  # the function that calls warnings.warn
+    frame = sys._getframe(2)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level
+
+
+def _status_line_without_tqdm(total: int | None, unit: str, desc: str | None) -> StatusLine:
+    """``progress=True`` without tqdm: a :class:`StatusLine` on stderr, and a one-time warning."""
+    global _noted_no_tqdm
+    if not _noted_no_tqdm:
+        _noted_no_tqdm = True
+        warnings.warn(NO_TQDM_NOTE, UserWarning, stacklevel=_callers_level())
+    return StatusLine(sys.stderr, total, unit, desc)
 
 
 def check_progress(progress: object) -> None:
     """Fail now, as :func:`make_reporter` would later, for a ``progress=`` it cannot honour.
 
     Raises:
-        ImportError: ``progress=True`` without tqdm.
         TypeError: ``progress`` is neither a bool, ``None`` nor a callable.
     """
-    if progress is True:
-        try:
-            importlib.import_module("tqdm.auto")
-        except ImportError:
-            tqdm_bar(None, "rows")  # raises the ImportError that names the extra
-    elif progress is not None and progress is not False and not callable(progress):
+    if progress is not None and not isinstance(progress, bool) and not callable(progress):
         make_reporter(progress, None)  # type: ignore[arg-type]  # raises the TypeError
 
 
@@ -212,7 +274,6 @@ def make_reporter(
     """The :class:`Reporter` for a ``progress=`` argument (see the module docstring).
 
     Raises:
-        ImportError: ``progress=True`` without tqdm.
         TypeError: ``progress`` is neither a bool, ``None`` nor a callable.
 
     Example:
@@ -225,7 +286,10 @@ def make_reporter(
     if progress is None or progress is False:
         return _Silent()
     if progress is True:
-        return tqdm_bar(total, unit, desc)
+        try:
+            return tqdm_bar(total, unit, desc)
+        except ImportError:
+            return _status_line_without_tqdm(total, unit, desc)
     if callable(progress):
         return _Callback(progress, total)
     raise TypeError(

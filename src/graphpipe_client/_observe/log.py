@@ -1,7 +1,8 @@
 """The ``graphpipe_client`` logger: one DEBUG line per exchange, retries at INFO.
 
-Nothing is logged at the default level (WARNING). At DEBUG, each attempt of a
-call logs one line, from the transport that made it::
+At the default level (WARNING) only a replica taken out of rotation is logged
+(no call reports it, and capacity is lost: docs/observability.md). At DEBUG,
+each attempt of a call logs one line, from the transport that made it::
 
     POST http://127.0.0.1:9000/ -> 200 OK: 4,112 B sent, 4,096 B received in 0.41 ms (reused connection)
 

@@ -224,11 +224,27 @@ def _aligned(arrays: list[Any], names: Sequence[str | None] | None) -> list[da.A
 
 
 def _metadata_of(target: Target, spec: ClientSpec) -> ModelMetadata:
-    """The model's metadata, asked on the driver: through the given client, or a short-lived one."""
-    if isinstance(target, Client):
-        return target.metadata()
-    with spec.build() as client:
-        return client.metadata()
+    """The model's metadata, asked on the driver: through the given client, or a short-lived one.
+
+    Raises:
+        GraphPipeError: of the type the request raised, its message saying that
+            this is the driver's metadata request and that ``meta=`` avoids it.
+    """
+    try:
+        if isinstance(target, Client):
+            return target.metadata()
+        with spec.build() as client:
+            return client.metadata()
+    except GraphPipeError as exc:
+        # Same type (a ConnectError stays a ConnectError), with the context in the message.
+        kwargs = exc._init_kwargs()
+        kwargs["message"] = (
+            "the driver's metadata request failed (predict asks the model's metadata now, "
+            "while the graph is built, for the outputs' dtypes and shapes; pass "
+            "meta=np.empty((0, ...), dtype) per output and nothing is asked before compute): "
+            f"{exc.message}"
+        )
+        raise type(exc)(**kwargs) from exc
 
 
 def _lazy_outputs(

@@ -54,13 +54,13 @@ def _from_metadata(name: str, io: IOMetadata, model: str) -> OutputDecl:
     if io.dtype is None or io.shape is None or any(n is None for n in io.shape[1:]):
         said = f"dtype {io.dtype}, shape {io.shape}"
         raise InvalidOption(
-            f"the model{model}'s metadata does not give output {name!r} both a dtype and the "
+            f"the metadata of the model{model} does not give output {name!r} both a dtype and the "
             f"size of every axis but the first ({said}), which a dask array needs before it "
             f"runs: pass {missing}"
         )
     if not io.shape:
         raise InvalidOption(
-            f"the model{model}'s metadata gives output {name!r} no axes (a scalar), so it has "
+            f"the metadata of the model{model} gives output {name!r} no axes (a scalar), so it has "
             f"no rows to chunk: pass {missing}"
         )
     return OutputDecl(

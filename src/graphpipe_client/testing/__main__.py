@@ -12,6 +12,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import errno
 import signal
 import sys
 import threading
@@ -62,7 +63,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             server = ctx.__enter__()
         except OSError as exc:
-            print(f"cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+            cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+            reason = cause.strerror or str(cause)
+            if exc.errno == errno.EADDRINUSE:
+                reason += (
+                    " (another server holds that port): stop it, or pass --port 0 "
+                    "for a free port (the URL is printed)"
+                )
+            print(f"cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)
             return 1
         try:
             print(server.url, flush=True)

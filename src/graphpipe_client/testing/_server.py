@@ -13,6 +13,7 @@ can shut them down from outside.
 from __future__ import annotations
 
 import contextlib
+import errno
 import http.server
 import io
 import logging
@@ -658,6 +659,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 # The listening server
 
 
+def _cannot_listen(exc: OSError, host: str, port: int) -> OSError:
+    """``exc`` (same type and errno) with a message that names the address and what to do."""
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.EADDRINUSE:
+        reason += (
+            " (another server holds that port): stop it, or pass port=0 for a free port "
+            "(server.url then says which)"
+        )
+    return type(exc)(exc.errno, f"cannot listen on {where}: {reason}")
+
+
 class _HTTPServer(http.server.ThreadingHTTPServer):
     """Binds and listens; hands each accepted socket to its :class:`GraphPipeServer`."""
 
@@ -903,7 +916,10 @@ class GraphPipeServer:
 
         Raises:
             RuntimeError: the server is already running.
-            OSError: the address cannot be bound.
+            OSError: the address cannot be bound; of the type and ``errno`` the
+                socket raised (``errno.EADDRINUSE`` for a port in use), its
+                message naming the address and, for a port in use, saying
+                that ``port=0`` picks a free one.
 
         Example:
             >>> from graphpipe_client.testing import GraphPipeServer
@@ -918,7 +934,10 @@ class GraphPipeServer:
             if self._httpd is not None:
                 raise RuntimeError("the server is already running")
             family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
-            httpd = _HTTPServer(self, (self._host, self._port), family)
+            try:
+                httpd = _HTTPServer(self, (self._host, self._port), family)
+            except OSError as exc:
+                raise _cannot_listen(exc, self._host, self._port) from exc
             try:
                 self._port = int(httpd.server_address[1])
                 wake = socket.socketpair()
@@ -1295,7 +1314,9 @@ def serve(
         metadata: what the server says about the model, and the names it
             accepts; built from the callable when ``None``.
         host: the address to listen on; keep the default loopback.
-        port: the TCP port; 0 picks a free one.
+        port: the TCP port; 0 picks a free one. A port in use raises
+            :class:`OSError` (``errno.EADDRINUSE``) naming the address and
+            saying so.
         errors_as_response: report model errors as a 200 ``InferResponse``
             with ``errors`` instead of HTTP 400.
         max_request_bytes: refuse larger request bodies with 413.
