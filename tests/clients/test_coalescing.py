@@ -207,7 +207,9 @@ def test_a_server_that_fails_some_requests_never_gives_a_wrong_answer(
 
         failures = threads(24, call)
     assert all(isinstance(f, int) for f in failures), failures
-    assert 3 <= sum(failures) <= 3 * 8  # (a status other than 500 would count 1000)  # three failed requests, each of up to 8 callers
+    assert (
+        3 <= sum(failures) <= 3 * 8
+    )  # (a status other than 500 would count 1000)  # three failed requests, each of up to 8 callers
 
 
 def test_each_callers_deadline_applies_to_it_alone(

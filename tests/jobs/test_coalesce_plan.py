@@ -13,6 +13,7 @@ from graphpipe_client._jobs.coalesce import (
     Batch,
     Member,
     NotRowwise,
+    TimerSlack,
     halves,
     is_model_error,
     member_of,
@@ -168,3 +169,18 @@ def test_each_caller_raises_its_own_copy_of_the_same_error() -> None:
     dup = own_copy(err)
     assert dup is not err and type(dup) is HTTPStatusError
     assert (str(dup), dup.status_code, dup.body, dup.__cause__) == ("boom", 400, "bad", cause)
+
+
+def test_the_timer_slack_learns_how_late_timers_wake_within_half_max_wait() -> None:
+    slack = TimerSlack(0.002)
+    assert slack.target(10.0) == 10.0
+    for i in range(200):
+        at = slack.target(10.0)
+        slack.woke(at, at + (0.0004 if i % 10 else 0.5))  # 0.4 ms late, now and then 500 ms
+    assert abs(slack.late - 0.0004) <= 2 * slack.step  # the median, not dragged by the stalls
+    before = slack.late
+    slack.woke(9.0, 8.0)  # woken before the time asked (notified): nothing learned
+    assert slack.late == before
+    for _ in range(200):
+        slack.woke(slack.target(10.0), 20.0)  # always very late: at most half of max_wait early
+    assert slack.late == 0.001

@@ -46,6 +46,7 @@ __all__ = [
     "Coalesce",
     "Member",
     "NotRowwise",
+    "TimerSlack",
     "deadline_error",
     "halves",
     "is_model_error",
@@ -339,6 +340,41 @@ class NotRowwise:
         if len(self._sigs) >= _NOT_ROWWISE_MEMORY:
             self._sigs.clear()
         self._sigs.add(sig)
+
+
+class TimerSlack:
+    """How late a driver's timer wakes (learned), so that a batch leaves on time.
+
+    A thread's timed wait or an event loop's timer wakes after the time asked
+    for: by tens of microseconds on an idle machine, by a millisecond or more
+    on a loaded one (and epoll counts whole milliseconds). So the drivers ask
+    to wake :attr:`late` seconds early: a running estimate of the median of
+    how late they woke (each wake moves it a step of ``max_wait / 40`` towards
+    the lateness seen, so that a rare long stall does not drag it), at most
+    half of ``max_wait``. A batch thus leaves about ``max_wait`` after its
+    oldest call, in the median, and never before half of it.
+    """
+
+    __slots__ = ("cap", "late", "step")
+
+    def __init__(self, max_wait: float) -> None:
+        self.cap = max_wait / 2
+        self.step = max_wait / 40
+        self.late = 0.0
+
+    def target(self, due: float) -> float:
+        """When to ask to wake, for a batch due at ``due``."""
+        return due - self.late
+
+    def woke(self, target: float, now: float) -> None:
+        """A timer asked for ``target`` fired at ``now``."""
+        over = now - target
+        if over < 0:
+            return  # woken before the time asked for: nothing learned
+        if over > self.late:
+            self.late = min(self.cap, self.late + self.step)
+        else:
+            self.late = max(0.0, self.late - self.step)
 
 
 def halves(members: list[Member]) -> tuple[list[Member], list[Member]]:

@@ -16,6 +16,7 @@ Failures and bisection are as in ``coalesce_threads.py``; the plan is
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -28,6 +29,7 @@ from .coalesce import (
     Coalesce,
     Member,
     NotRowwise,
+    TimerSlack,
     deadline_error,
     halves,
     is_model_error,
@@ -62,6 +64,7 @@ class TaskCoalescer:
         self._open: dict[tuple[Any, ...], _OpenBatch] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._not_rowwise = NotRowwise()
+        self._slack = TimerSlack(options.max_wait)
 
     async def run(self, m: Member) -> list[np.ndarray]:
         """The member's own outputs, once its batch is answered (or its typed error)."""
@@ -100,11 +103,20 @@ class TaskCoalescer:
         if b is None:
             b = self._open[m.sig] = _OpenBatch(m.sig)
             b.add(m)
-            b.timer = loop.call_at(b.due(self.options.max_wait), self._close, b)
+            self._start_timer(b, loop)
         else:
             b.add(m)
         if b.rows >= max_rows:
             self._close(b)
+
+    def _start_timer(self, b: _OpenBatch, loop: asyncio.AbstractEventLoop) -> None:
+        at = self._slack.target(b.due(self.options.max_wait))
+        b.timer = loop.call_at(at, self._on_timer, b, at)
+
+    def _on_timer(self, b: _OpenBatch, at: float) -> None:
+        self._slack.woke(at, time.monotonic())  # the clock of the members' arrivals
+        b.timer = None
+        self._close(b)
 
     def _close(self, b: _OpenBatch) -> None:
         """The batch goes out, as a task of the loop."""
@@ -144,7 +156,7 @@ class TaskCoalescer:
                     del self._open[b.sig]
             elif oldest and b.timer is not None and self._loop is not None:
                 b.timer.cancel()
-                b.timer = self._loop.call_at(b.due(self.options.max_wait), self._close, b)
+                self._start_timer(b, self._loop)
         elif (
             state == "sent" and b.task is not None and not any(x.state == "sent" for x in b.members)
         ):

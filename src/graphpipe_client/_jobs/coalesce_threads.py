@@ -31,6 +31,7 @@ from .coalesce import (
     Coalesce,
     Member,
     NotRowwise,
+    TimerSlack,
     deadline_error,
     halves,
     is_model_error,
@@ -57,6 +58,7 @@ class ThreadCoalescer:
         self._lock = threading.Lock()
         self._open: dict[tuple[object, ...], Batch] = {}
         self._not_rowwise = NotRowwise()
+        self._slack = TimerSlack(options.max_wait)
 
     def run(self, m: Member) -> list[np.ndarray]:
         """The member's own outputs, once its batch is answered (or its typed error)."""
@@ -100,6 +102,8 @@ class ThreadCoalescer:
     def _wait(self, m: Member) -> None:
         """Until the member is answered or must send its batch; raises when it must leave."""
         max_wait = self.options.max_wait
+        slack = self._slack
+        timer = math.inf  # when this member asked to wake to close its batch
         try:
             while True:
                 state = m.state
@@ -112,10 +116,13 @@ class ThreadCoalescer:
                 until = m.deadline
                 b = m.batch
                 if state == "waiting" and b is not None and b.members[0] is m:
-                    due = b.due(max_wait)
+                    due = slack.target(b.due(max_wait))
                     if now >= due:
+                        if now >= timer:
+                            slack.woke(timer, now)
                         self._close(b, m)
                         continue
+                    timer = due
                     until = due if until is None else min(due, until)
                 m.waiter.wait(None if until is None else until - now)
         except BaseException:
