@@ -26,8 +26,8 @@ from typing import Any
 from . import (
     batched_bench,
     cache_bench,
-    codec_bench,
     coalesce_bench,
+    codec_bench,
     dask_bench,
     e2e_bench,
     replicas_bench,
