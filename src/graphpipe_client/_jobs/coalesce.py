@@ -100,9 +100,9 @@ class Coalesce:
         ...         with ThreadPoolExecutor(8) as pool:
         ...             ys = list(pool.map(lambda i: client.execute(np.full((1, 2), i)), range(8)))
         ...     served = server.requests_served
-        >>> [int(y[0, 0]) for y in ys]
-        [0, 2, 4, 6, 8, 10, 12, 14]
-        >>> served < 8
+        >>> all((y == 2 * i).all() for i, y in enumerate(ys))  # each caller its own rows
+        True
+        >>> served < 8  # fewer requests than calls
         True
     """
 
