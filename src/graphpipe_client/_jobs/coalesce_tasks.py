@@ -74,9 +74,10 @@ class TaskCoalescer:
             return await self._send(Batch(m.sig, [m]))
         if m.sig in self._not_rowwise:
             return await self._send(Batch(m.sig, [m]))
-        if loop is not self._loop:
+        if loop is not self._loop:  # another loop: the old one's batches are not ours to run
             self._loop = loop
             self._open = {}
+            self._tasks = set()
         fut: asyncio.Future[Any] = loop.create_future()
         m.waiter = fut
         self._join(m, loop)
