@@ -455,3 +455,82 @@ def test_async_bisects_and_deadlines(doubler: tuple[GraphPipeServer, Recorder]) 
 
     run_in("asyncio", main)
     assert model.sizes[0] == 8
+
+
+def test_storm_of_threads_with_poison_deadlines_and_shapes() -> None:
+    """Mixed shapes, random deadlines, poisoned rows, bisection: right answer or the right error."""
+    model = Recorder()
+    with (
+        serve(model) as server,
+        Client(server.url, idempotent=True, coalesce=Coalesce(max_rows=12, max_wait=0.005)) as c,
+    ):
+        server.set_faults(delay=0.003)
+
+        def call(i: int) -> list[str]:
+            rng = random.Random(i)
+            seen = []
+            for k in range(6):
+                n = rng.choice((1, 1, 2, 3))
+                width = rng.choice((3, 3, 4))
+                x = np.full((n, width), float(i * 100 + k), np.float32)
+                poisoned = rng.random() < 0.1
+                if poisoned:
+                    x[-1, 0] = POISON
+                total = rng.choice((None, None, 0.002, 5.0))
+                try:
+                    y = c.execute(x, timeout=Timeout(total=total))
+                except DeadlineExceeded:
+                    assert total is not None
+                    seen.append("deadline")
+                except HTTPStatusError:
+                    assert poisoned, (i, k)
+                    seen.append("poison")
+                else:
+                    assert not poisoned, (i, k)
+                    assert y.shape == x.shape and (y == 2 * x).all(), (i, k)
+                    seen.append("ok")
+            return seen
+
+        out = threads(32, call)
+    for r in out:
+        assert isinstance(r, list), r
+    outcomes = [o for r in out for o in r]
+    assert outcomes.count("ok") > len(outcomes) / 2
+    assert max(model.sizes) <= 12
+
+
+def test_async_client_used_from_one_loop_after_another(
+    doubler: tuple[GraphPipeServer, Recorder],
+) -> None:
+    server, model = doubler
+    client = AsyncClient(server.url, coalesce=Coalesce(max_rows=4, max_wait=30))
+
+    async def main(base: int) -> None:
+        ys = await asyncio.gather(*(client.execute(rows_of(base + i)) for i in range(4)))
+        for i, y in enumerate(ys):
+            assert (y == 2 * rows_of(base + i)).all()
+
+    asyncio.run(main(0))
+    asyncio.run(main(10))
+
+    async def close() -> None:
+        await client.aclose()
+
+    asyncio.run(close())
+    assert model.sizes == [4, 4]
+
+
+def test_named_calls_that_ask_the_metadata_merge(
+    doubler: tuple[GraphPipeServer, Recorder],
+) -> None:
+    server, model = doubler
+
+    async def main() -> None:
+        async with AsyncClient(server.url, coalesce=Coalesce(max_rows=6, max_wait=30)) as c:
+            await c.metadata()  # cached: the named calls below ask nothing more
+            outs = await asyncio.gather(*(c.execute_named(rows_of(i)) for i in range(6)))
+            for i, out in enumerate(outs):
+                assert list(out) == ["output0"] and (out["output0"] == 2 * rows_of(i)).all()
+
+    run_in("asyncio", main)
+    assert model.sizes == [6]
