@@ -184,16 +184,6 @@ class Member:
         self.batch: Batch | None = None
         self.waiter: Any = None
 
-    def timeout_left(self) -> Timeout:
-        """The call's timeout, its total shortened by the time already spent."""
-        t = self.timeout
-        if self.deadline is None:
-            return t
-        left = self.deadline - time.monotonic()
-        if left <= 0:
-            raise deadline_error(self)
-        return Timeout(t.connect, t.read, left)
-
     def expired(self, now: float) -> bool:
         """Whether the call's deadline has passed."""
         return self.deadline is not None and now >= self.deadline
