@@ -10,6 +10,7 @@ cancellation storms, and with a server that fails some requests.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import threading
 from collections.abc import Callable, Iterator
@@ -534,3 +535,26 @@ def test_named_calls_that_ask_the_metadata_merge(
 
     run_in("asyncio", main)
     assert model.sizes == [6]
+
+
+def test_merged_requests_bisection_and_not_row_wise_are_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    model = Recorder()
+    caplog.set_level(logging.DEBUG, logger="graphpipe_client")
+    with (
+        serve(model) as server,
+        Client(server.url, idempotent=True, coalesce=Coalesce(max_rows=4, max_wait=30)) as c,
+    ):
+        threads(4, lambda i: c.execute(np.full((1, 2), POISON if i == 0 else float(i))))
+    text = caplog.text
+    assert "coalesced 4 calls (4 rows) into one request to http://127.0.0.1:" in text
+    assert "a model error on 4 coalesced calls" in text and "idempotent=True" in text
+    caplog.clear()
+    reduce = Recorder(lambda x: x.sum(axis=0, keepdims=True))
+    with (
+        serve(reduce) as server,
+        Client(server.url, coalesce=Coalesce(max_rows=2, max_wait=30)) as c,
+    ):
+        threads(2, lambda i: c.execute(rows_of(i)))
+    assert "do not have one row per input row (2 merged rows)" in caplog.text

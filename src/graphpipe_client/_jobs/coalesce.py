@@ -20,6 +20,7 @@ here.
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -36,6 +37,7 @@ from .._exceptions import (
     RemoteError,
 )
 from .._http.config import Timeout
+from .._observe.log import logger
 from .._wire.dtypes import type_of_dtype
 from .._wire.encode import _as_array
 
@@ -50,6 +52,9 @@ __all__ = [
     "deadline_error",
     "halves",
     "is_model_error",
+    "log_batch",
+    "log_bisect",
+    "log_not_rowwise",
     "member_of",
     "own_copy",
 ]
@@ -365,6 +370,40 @@ class TimerSlack:
             self.late = min(self.cap, self.late + self.step)
         else:
             self.late = max(0.0, self.late - self.step)
+
+
+def log_batch(batch: Batch) -> None:
+    """The DEBUG line of a merged request going out (the exchange's own line follows)."""
+    if len(batch.members) > 1 and logger.isEnabledFor(logging.DEBUG):
+        logger.debug(
+            "coalesced %d calls (%d rows) into one request to %s",
+            len(batch.members),
+            batch.rows,
+            batch.members[0].where,
+        )
+
+
+def log_bisect(batch: Batch, exc: BaseException) -> None:
+    """The INFO line of a merged request's model error, bisected (``idempotent=True``)."""
+    logger.info(
+        "a model error on %d coalesced calls to %s (%s: %s); sending each half again to find "
+        "the failing calls (idempotent=True)",
+        len(batch.members),
+        batch.members[0].where,
+        type(exc).__name__,
+        str(exc)[:200],
+    )
+
+
+def log_not_rowwise(batch: Batch) -> None:
+    """The INFO line of a merged request whose outputs are not row-wise."""
+    logger.info(
+        "the outputs of %s do not have one row per input row (%d merged rows): its %d "
+        "coalesced calls are sent again alone, and calls like them go alone from now on",
+        batch.members[0].where,
+        batch.rows,
+        len(batch.members),
+    )
 
 
 def halves(members: list[Member]) -> tuple[list[Member], list[Member]]:

@@ -33,6 +33,9 @@ from .coalesce import (
     deadline_error,
     halves,
     is_model_error,
+    log_batch,
+    log_bisect,
+    log_not_rowwise,
     own_copy,
 )
 
@@ -179,10 +182,12 @@ class TaskCoalescer:
 
     async def _dispatch(self, batch: Batch) -> None:
         """Send the batch and hand each member its outcome (bisecting a model error)."""
+        log_batch(batch)
         try:
             outputs = await self._send(batch)
         except GraphPipeError as exc:
             if self._idempotent and len(batch.members) > 1 and is_model_error(exc):
+                log_bisect(batch, exc)
                 subs = [
                     Batch(batch.sig, live)
                     for half in halves(batch.members)
@@ -203,6 +208,7 @@ class TaskCoalescer:
             return
         parts = batch.split(outputs)
         if parts is None:
+            log_not_rowwise(batch)
             self._not_rowwise.add(batch.sig)
             self._deliver(batch.members, ALONE)
         else:

@@ -35,6 +35,9 @@ from .coalesce import (
     deadline_error,
     halves,
     is_model_error,
+    log_batch,
+    log_bisect,
+    log_not_rowwise,
     own_copy,
 )
 
@@ -184,10 +187,12 @@ class ThreadCoalescer:
 
     def _dispatch(self, batch: Batch) -> None:
         """Send the batch and hand each member its outcome (bisecting a model error)."""
+        log_batch(batch)
         try:
             outputs = self._send(batch)
         except GraphPipeError as exc:
             if self._idempotent and len(batch.members) > 1 and is_model_error(exc):
+                log_bisect(batch, exc)
                 for half in halves(batch.members):
                     with self._lock:
                         live = [x for x in half if x.state == "sent"]
@@ -210,6 +215,7 @@ class ThreadCoalescer:
             raise
         parts = batch.split(outputs)
         if parts is None:
+            log_not_rowwise(batch)
             self._not_rowwise.add(batch.sig)
             self._deliver(batch.members, ALONE)
         else:
