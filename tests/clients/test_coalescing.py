@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
+import signal
 import threading
+import time
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -558,3 +562,36 @@ def test_merged_requests_bisection_and_not_row_wise_are_logged(
     ):
         threads(2, lambda i: c.execute(rows_of(i)))
     assert "do not have one row per input row (2 merged rows)" in caplog.text
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_does_not_join_the_parents_open_batch(
+    doubler: tuple[GraphPipeServer, Recorder],
+) -> None:
+    server, _ = doubler
+    with Client(server.url, coalesce=Coalesce(max_rows=8, max_wait=1.0)) as client:
+        parent = threading.Thread(target=client.execute, args=(rows_of(1),))
+        parent.start()  # its batch stays open for a second
+        time.sleep(0.2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads
+            pid = os.fork()
+        if pid == 0:  # the child: never returns into pytest
+            code = 1
+            try:
+                y = client.execute(rows_of(2))  # alone in a batch of its own, after max_wait
+                code = 0 if (y == 2 * rows_of(2)).all() else 3
+            finally:
+                os._exit(code)
+        deadline = time.monotonic() + 20
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                pytest.fail("the child's call never returned")
+            time.sleep(0.02)
+        parent.join()
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -18,8 +18,10 @@ The plan (signatures, merging, splitting) is ``coalesce.py``'s.
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 
 import numpy as np
@@ -47,6 +49,22 @@ __all__ = ["ThreadCoalescer"]
 SendBatch = Callable[[Batch], list[np.ndarray]]
 
 
+#: Every coalescer, for a forked child to start afresh (see :func:`_after_fork_in_child`).
+_coalescers: weakref.WeakSet[ThreadCoalescer] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # The child has none of the parent's other threads: its open batches hold calls that
+    # will never be answered there, and its lock may have been held at the fork.
+    for coalescer in list(_coalescers):
+        coalescer._lock = threading.Lock()
+        coalescer._open = {}
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _latest(m: Member) -> float:
     return math.inf if m.deadline is None else m.deadline
 
@@ -62,6 +80,7 @@ class ThreadCoalescer:
         self._open: dict[tuple[object, ...], Batch] = {}
         self._not_rowwise = NotRowwise()
         self._slack = TimerSlack(options.max_wait)
+        _coalescers.add(self)
 
     def run(self, m: Member) -> list[np.ndarray]:
         """The member's own outputs, once its batch is answered (or its typed error)."""
