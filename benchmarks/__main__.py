@@ -3,7 +3,7 @@
 Usage (from the repository root; ``nox -s bench`` installs what it needs)::
 
     python -m benchmarks [--quick]
-                         [--only codec,server,large,small,throughput,memory,batched,cache,replicas,tracing,dask]
+                         [--only codec,server,large,small,throughput,memory,batched,cache,replicas,tracing,dask,coalesce]
                          [--json PATH] [--plot PATH | --no-plot] [--strict]
 
 ``--quick`` (or ``GRAPHPIPE_BENCH_QUICK=1``) makes a shorter run with fewer
@@ -26,6 +26,7 @@ from typing import Any
 from . import (
     batched_bench,
     cache_bench,
+    coalesce_bench,
     codec_bench,
     dask_bench,
     e2e_bench,
@@ -48,6 +49,7 @@ SECTIONS = (
     "replicas",
     "tracing",
     "dask",
+    "coalesce",
 )
 
 
@@ -273,6 +275,14 @@ def main(argv: list[str] | None = None) -> int:
         figs, table = dask_bench.run_dask(quick, log)
         figures += figs
         results["dask"] = table
+    if "coalesce" in only:
+        log(
+            "\n[coalesce] 64 callers x 1 row with and without Coalesce(64, 2 ms), threads and "
+            "tasks, a 5 ms and an instant server (child processes); one caller alone"
+        )
+        figs, table = coalesce_bench.run_coalesce(quick, log)
+        figures += figs
+        results["coalesce"] = table
     busy = watch.stop()
     info["busy_during"] = busy
     results["seconds"] = time.perf_counter() - started

@@ -34,6 +34,7 @@ from ._exceptions import (
     TransportError,
 )
 from ._http.config import UNSET, ClientConfig, RetryPolicy, Timeout
+from ._jobs.coalesce import Coalesce
 from ._jobs.row_cache import CacheStats, RowCache
 from ._replicas.routing import ReplicaStats
 from ._version import __version__
@@ -48,6 +49,7 @@ __all__ = [
     "CacheStats",
     "Client",
     "ClientConfig",
+    "Coalesce",
     "ConnectError",
     "ConnectTimeout",
     "DataType",

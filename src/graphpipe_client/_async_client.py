@@ -21,6 +21,8 @@ from ._http.exchange import (
     shape_outputs,
 )
 from ._http.retries import RetryState
+from ._jobs.coalesce import Batch, Coalesce, Member
+from ._jobs.coalesce_tasks import TaskCoalescer
 from ._jobs.drivers import run_tasks, stream_tasks
 from ._jobs.plan import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, OnError, check_run_options
 from ._jobs.progress import ProgressArg
@@ -59,8 +61,16 @@ class AsyncClient(ClientBase[AsyncTransport]):
 
     _close_hint = "await aclose() or use 'async with'"
 
+    _coalescer: TaskCoalescer | None
+
     def _create_transport(self) -> AsyncTransport:
         return AsyncTransport(self._config)
+
+    def _create_coalescer(self, options: Coalesce) -> TaskCoalescer:
+        async def send(batch: Batch) -> list[np.ndarray]:
+            return await self._infer(self._batch_call(batch))
+
+        return TaskCoalescer(options, send, self._config.idempotent)
 
     async def execute(
         self,
@@ -264,10 +274,13 @@ class AsyncClient(ClientBase[AsyncTransport]):
         except GraphPipeError as exc:
             return False, f"{type(exc).__name__}: {exc}"
 
-    async def _infer(self, call: InferCall) -> list[np.ndarray]:
+    async def _infer(self, call: InferCall | Member) -> list[np.ndarray]:
         """Send a request and interpret its answer; through the row cache, as it directs."""
         if isinstance(call, PreparedRequest):
             return interpret_infer(call, await self._send(call))
+        if isinstance(call, Member):
+            assert self._coalescer is not None
+            return await self._coalescer.run(call)
         while call.req is not None:
             call.feed(interpret_infer(call.req, await self._send(call.req)))
         return call.result

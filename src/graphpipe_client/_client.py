@@ -21,6 +21,8 @@ from ._http.exchange import (
     shape_outputs,
 )
 from ._http.retries import RetryState
+from ._jobs.coalesce import Batch, Coalesce, Member
+from ._jobs.coalesce_threads import ThreadCoalescer
 from ._jobs.drivers import run_threads, stream_threads
 from ._jobs.plan import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, OnError, check_run_options
 from ._jobs.progress import ProgressArg
@@ -86,6 +88,11 @@ class Client(ClientBase[SyncTransport]):
             ``0`` opens a connection per call, ``None`` sets no limit. A peer
             seen closing connections right after their responses gets fresh
             ones (``docs/errors.md``, "Retries").
+        coalesce: a :class:`Coalesce`: concurrent ``execute``,
+            ``execute_named`` and ``execute_multi`` calls from threads sharing
+            this client are merged into one request of up to ``max_rows``
+            rows, sent when full or after ``max_wait`` (``docs/coalescing.md``).
+            Default ``None``: each call is its own request.
 
     Example:
         >>> import numpy as np
@@ -96,8 +103,16 @@ class Client(ClientBase[SyncTransport]):
         array([0., 2., 4.], dtype=float32)
     """
 
+    _coalescer: ThreadCoalescer | None
+
     def _create_transport(self) -> SyncTransport:
         return SyncTransport(self._config)
+
+    def _create_coalescer(self, options: Coalesce) -> ThreadCoalescer:
+        def send(batch: Batch) -> list[np.ndarray]:
+            return self._infer(self._batch_call(batch))
+
+        return ThreadCoalescer(options, send, self._config.idempotent)
 
     def execute(
         self,
@@ -388,10 +403,13 @@ class Client(ClientBase[SyncTransport]):
         except GraphPipeError as exc:
             return False, f"{type(exc).__name__}: {exc}"
 
-    def _infer(self, call: InferCall) -> list[np.ndarray]:
+    def _infer(self, call: InferCall | Member) -> list[np.ndarray]:
         """Send a request and interpret its answer; through the row cache, as it directs."""
         if isinstance(call, PreparedRequest):
             return interpret_infer(call, self._send(call))
+        if isinstance(call, Member):
+            assert self._coalescer is not None
+            return self._coalescer.run(call)
         while call.req is not None:
             call.feed(interpret_infer(call.req, self._send(call.req)))
         return call.result

@@ -36,6 +36,7 @@ from ._http.exchange import (
     prepare_metadata,
 )
 from ._http.keepalive import DEFAULT_KEEPALIVE_EXPIRY
+from ._jobs.coalesce import Batch, Coalesce, Member, member_of
 from ._jobs.plan import RowPlan, check_run_options
 from ._jobs.progress import ProgressArg, Reporter, check_progress, make_reporter
 from ._jobs.row_cache import InferCall, RowCache
@@ -161,9 +162,15 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         trust_env: bool = True,
         cache: RowCache | None = None,
         keepalive_expiry: float | None = DEFAULT_KEEPALIVE_EXPIRY,
+        coalesce: Coalesce | None = None,
     ) -> None:
         if cache is not None and not isinstance(cache, RowCache):
             raise InvalidOption(f"cache must be a RowCache or None, not {type(cache).__name__}")
+        if coalesce is not None and not isinstance(coalesce, Coalesce):
+            raise InvalidOption(
+                f"coalesce must be a Coalesce(max_rows=..., max_wait=...) or None, "
+                f"not {type(coalesce).__name__}"
+            )
         self._row_cache = cache
         # Replica sets by key: the client's own (a list given as url) and per-call lists.
         self._replica_sets: dict[str, ReplicaSet] = {}
@@ -188,10 +195,20 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         self._cache_lock = threading.Lock()
         self._closed = False
         self._transport: TransportT = self._create_transport()
+        self._coalescer: Any = None if coalesce is None else self._create_coalescer(coalesce)
 
     @abc.abstractmethod
     def _create_transport(self) -> TransportT:
         """Each client supplies its transport (urllib3 or httpx)."""
+
+    @abc.abstractmethod
+    def _create_coalescer(self, options: Coalesce) -> Any:
+        """Each client supplies its coalescing driver (threads or tasks, ``_jobs/coalesce_*.py``)."""
+
+    @property
+    def coalesce(self) -> Coalesce | None:
+        """The :class:`Coalesce` options of this client, or ``None`` (calls are not merged)."""
+        return None if self._coalescer is None else self._coalescer.options
 
     def __del__(self) -> None:
         # As files and sockets do: an unclosed client is a leak of connections.
@@ -317,7 +334,7 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         config: str | bytes | None,
         url: URLArg | None,
         timeout: TimeoutTypes | Unset,
-    ) -> InferCall:
+    ) -> InferCall | Member:
         self._check_open()
         if isinstance(inp, Mapping):
             if input_name is not None:
@@ -351,7 +368,7 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         config: str | bytes | None,
         url: URLArg | None,
         timeout: TimeoutTypes | Unset,
-    ) -> InferCall:
+    ) -> InferCall | Member:
         self._check_open()
         if not isinstance(inputs, (list, tuple)):
             raise TypeError(
@@ -373,7 +390,7 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         config: str | bytes | None,
         url: URLArg | None,
         timeout: TimeoutTypes | Unset,
-    ) -> InferCall:
+    ) -> InferCall | Member:
         self._check_open()
         if isinstance(inputs, Mapping):
             names: list[str | None] | None
@@ -399,9 +416,24 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         output_names: Sequence[str] | None,
         config: str | bytes | None,
         timeout: Timeout,
-    ) -> InferCall:
+        alone: bool = False,
+    ) -> InferCall | Member:
         """The request for a URL or, routed by its set, for replicas; with a
-        :class:`RowCache`, the cached call that sends only the missing rows (``_jobs/row_cache.py``)."""
+        :class:`RowCache`, the cached call that sends only the missing rows (``_jobs/row_cache.py``);
+        with :class:`Coalesce` (and not ``alone``), the call to merge with others (``_jobs/coalesce.py``)."""
+        if self._coalescer is not None and not alone:
+            m = member_of(
+                key,
+                arrays,
+                input_names,
+                output_names,
+                config,
+                timeout,
+                self._coalescer.options.max_rows,
+                self._where(key),
+            )
+            if m is not None:
+                return m
         url, rs = self._routed(key)
         if self._row_cache is None:
             req = prepare_infer(
@@ -482,9 +514,24 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         t = self._config.with_timeout(timeout)
 
         def prepare(arrays: list[np.ndarray]) -> InferCall:
-            return self._prepare_infer(key, arrays, input_names, output_names, config, t)
+            return self._prepare_infer(  # type: ignore[return-value]  # alone: never a Member
+                key, arrays, input_names, output_names, config, t, alone=True
+            )
 
         return prepare
+
+    def _batch_call(self, batch: Batch) -> InferCall:
+        """The request of a coalesced batch (or of one member sent alone)."""
+        m = batch.members[0]
+        return self._prepare_infer(  # type: ignore[return-value]  # alone: never a Member
+            m.key,
+            batch.arrays(),
+            m.input_names,
+            m.output_names,
+            m.config,
+            batch.timeout(),
+            alone=True,
+        )
 
     @staticmethod
     def _reporter(progress: ProgressArg, total: int | None) -> Reporter:

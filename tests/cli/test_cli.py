@@ -664,6 +664,29 @@ def test_bench_async_with_shape(demo: GraphPipeServer) -> None:
     check_report(r.out, 8)
 
 
+@pytest.mark.parametrize("mode", [[], ["--async"]], ids=["sync", "async"])
+def test_bench_with_coalescing_merges_the_workers_calls(
+    demo: GraphPipeServer, mode: list[str]
+) -> None:
+    before = demo.requests_served
+    r = run(
+        "bench", demo.url, *mode, "-n", "120", "-c", "8", "--coalesce-rows", "8",
+        "--coalesce-wait", "0.05",
+    )  # fmt: skip
+    assert r.code == 0, r
+    assert "concurrency 8)" in r.out and "coalescing up to 8 rows, 50 ms" in r.out
+    assert "120 ok, 0 failed" in r.out
+    check_report(r.out, 1)
+    assert demo.requests_served - before < 120  # fewer requests than calls (metadata included)
+
+
+def test_bench_coalesce_options_are_checked() -> None:
+    r = run("bench", "http://127.0.0.1:9", "--coalesce-rows", "0")
+    assert r.code == 2 and "must be at least 1" in r.err
+    r = run("bench", "http://127.0.0.1:9", "--coalesce-wait", "-1")
+    assert r.code == 2 and "must be 0 or a positive number" in r.err
+
+
 def test_bench_duration_with_progress(demo: GraphPipeServer) -> None:
     pytest.importorskip("tqdm")
     r = run("bench", demo.url, "--duration", "0.5", "--progress")

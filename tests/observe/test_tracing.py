@@ -212,3 +212,43 @@ def test_no_span_without_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
         assert _tracing.start_span(req, 1) is None
         client.execute(X)
     assert re.fullmatch(r"\d+\.\d+\.\d+.*", gp.__version__)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_coalesced_calls_make_one_span_per_merged_request(
+    kind: str, exporter: InMemorySpanExporter
+) -> None:
+    """Coalescing: one span per request that went out, with the callers' caller as its parent."""
+    tracer = sdk_trace.TracerProvider().get_tracer("test")
+    opts = gp.Coalesce(max_rows=6, max_wait=30)  # full at 6 calls: one request
+    with serve(lambda x: x * 2) as server:
+        if kind == "sync":
+            with gp.Client(server.url, coalesce=opts) as client:
+                barrier = threading.Barrier(6)
+
+                def call(i: int) -> None:
+                    barrier.wait()
+                    with tracer.start_as_current_span(f"caller {i}"):
+                        assert (client.execute(np.full((1, 2), float(i))) == 2 * i).all()
+
+                threads = [threading.Thread(target=call, args=(i,)) for i in range(6)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+        else:
+
+            async def main() -> None:
+                async with gp.AsyncClient(server.url, coalesce=opts) as client:
+
+                    async def call(i: int) -> None:
+                        with tracer.start_as_current_span(f"caller {i}"):
+                            y = await client.execute(np.full((1, 2), float(i)))
+                            assert (y == 2 * i).all()
+
+                    await asyncio.gather(*(call(i) for i in range(6)))
+
+            asyncio.run(main())
+    (span,) = exporter.get_finished_spans()
+    assert span.name == "graphpipe infer"
+    assert span.parent is not None  # the span of the caller that sent (or filled) the batch

@@ -42,6 +42,7 @@ from .._async_client import AsyncClient
 from .._client import Client
 from .._exceptions import GraphPipeError, TransportError
 from .._http.exchange import parse_endpoint
+from .._jobs.coalesce import Coalesce
 from .._jobs.progress import Reporter, as_callback
 from .._wire.messages import IOMetadata, ModelMetadata
 from ._common import (
@@ -320,6 +321,19 @@ async def _bench_async_main(
         result.elapsed = time.perf_counter() - start
 
 
+def _coalesce(args: argparse.Namespace) -> Coalesce | None:
+    """``--coalesce-rows``/``--coalesce-wait`` as the client's option, or ``None``."""
+    rows: int | None = getattr(args, "coalesce_rows", None)
+    wait: float | None = getattr(args, "coalesce_wait", None)
+    if rows is None and wait is None:
+        return None
+    default = Coalesce()
+    return Coalesce(
+        max_rows=default.max_rows if rows is None else rows,
+        max_wait=default.max_wait if wait is None else wait,
+    )
+
+
 def _bench_report(url: str, plan: _BenchPlan, result: _BenchResult, mode: str) -> str:
     lines = [f"bench {parse_endpoint(url).redacted} ({mode}, concurrency {plan.concurrency})"]
     for label, arr in zip(plan.labels, plan.inputs, strict=True):
@@ -350,6 +364,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     progress = _BenchProgress(args, plan)
     options = client_options(args)
     mode = "async" if args.use_async else "sync"
+    coalesce = _coalesce(args)
+    if coalesce is not None:
+        options["coalesce"] = coalesce
+        mode += f", coalescing up to {coalesce.max_rows} rows, {coalesce.max_wait * 1e3:g} ms"
     result = _BenchResult()
     try:
         try:

@@ -45,6 +45,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive number of seconds, not {text!r}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -176,6 +186,7 @@ examples:
   graphpipe-client bench http://127.0.0.1:9000
   graphpipe-client bench http://127.0.0.1:9000 --shape 32,4 --concurrency 8 --duration 10
   graphpipe-client bench http://127.0.0.1:9000 --async --concurrency 64 --requests 5000
+  graphpipe-client bench http://127.0.0.1:9000 --concurrency 64 --coalesce-rows 64 --coalesce-wait 0.002
 
 Each request sends the same random input(s): one per input of the model's
 metadata, or one per --input-name. Without --shape or --dtype, each input's
@@ -186,6 +197,9 @@ Latency is measured per request, around the whole call (encode, send,
 receive, decode); rows are the size of the first dimension of the first
 input. Failed requests are counted, and make the exit status 1. Ctrl-C
 during the timed run prints the report so far, then exits with status 130.
+With --coalesce-rows or --coalesce-wait, the workers' concurrent calls are
+merged into shared requests (Coalesce, see docs/coalescing.md): the figures
+are then per call, as a caller sees them.
 """
 
 
@@ -391,6 +405,20 @@ def build_parser() -> argparse.ArgumentParser:
         dest="use_async",
         action="store_true",
         help="use asyncio tasks and one AsyncClient (default: threads and one Client)",
+    )
+    bench.add_argument(
+        "--coalesce-rows",
+        type=_positive_int,
+        metavar="N",
+        help="merge the concurrent calls into requests of up to N rows (Coalesce(max_rows=N); "
+        "see docs/coalescing.md)",
+    )
+    bench.add_argument(
+        "--coalesce-wait",
+        type=_non_negative_float,
+        metavar="S",
+        help="with coalescing, the longest a call waits for others, in seconds (default 0.002; "
+        "alone, it turns coalescing on with max_rows 64)",
     )
     _add_progress(bench)
     _add_timeout(bench)
