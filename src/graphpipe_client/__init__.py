@@ -35,6 +35,7 @@ from ._exceptions import (
 )
 from ._http.config import UNSET, ClientConfig, RetryPolicy, Timeout
 from ._jobs.row_cache import CacheStats, RowCache
+from ._replicas.hedging import Hedge
 from ._replicas.routing import ReplicaStats
 from ._version import __version__
 from ._wire.dtypes import DataType
@@ -57,6 +58,7 @@ __all__ = [
     "ErrorEntry",
     "GraphPipeError",
     "HTTPStatusError",
+    "Hedge",
     "IOMetadata",
     "InvalidHeader",
     "InvalidOption",

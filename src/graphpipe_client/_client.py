@@ -80,6 +80,15 @@ class Client(ClientBase[SyncTransport]):
         cache: a :class:`RowCache`: each call's input rows are looked up
             first and only the missing rows are sent (``docs/cache.md``).
             Default ``None``: no cache.
+        eject_backoff: how long a replica stays out of rotation after it
+            refused a connection or answered 503: ``(first, longest)`` seconds,
+            doubled for each consecutive failure up to ``longest`` (with
+            jitter), or one number for a back-off that does not grow. Default
+            ``(0.5, 30.0)``.
+        hedge: a :class:`Hedge`: a call still unanswered after its delay is
+            sent to a second replica, the first answer wins (needs
+            ``idempotent=True`` and at least 2 replicas; ``docs/replicas.md``).
+            Default ``None``: no hedging.
 
     Example:
         >>> import numpy as np

@@ -35,7 +35,14 @@ from ._http.exchange import (
 from ._jobs.plan import RowPlan, check_run_options
 from ._jobs.progress import ProgressArg, Reporter, check_progress, make_reporter
 from ._jobs.row_cache import InferCall, RowCache
-from ._replicas.routing import ReplicaSet, ReplicaStats
+from ._replicas.hedging import Hedge, check_hedge
+from ._replicas.routing import (
+    EJECT_BACKOFF,
+    EJECT_BACKOFF_MAX,
+    ReplicaSet,
+    ReplicaStats,
+    check_backoff,
+)
 from ._wire.messages import ModelMetadata
 
 __all__ = ["ClientBase", "URLArg", "outputs_by_name"]
@@ -109,10 +116,15 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         proxy: str | None = None,
         trust_env: bool = True,
         cache: RowCache | None = None,
+        eject_backoff: float | tuple[float, float] = (EJECT_BACKOFF, EJECT_BACKOFF_MAX),
+        hedge: Hedge | None = None,
     ) -> None:
         if cache is not None and not isinstance(cache, RowCache):
             raise InvalidOption(f"cache must be a RowCache or None, not {type(cache).__name__}")
         self._row_cache = cache
+        self._eject_backoff = check_backoff(eject_backoff)
+        bound = None if url is None else len(url) if isinstance(url, (list, tuple)) else 1
+        self._hedge = check_hedge(hedge, idempotent, bound)
         # Replica sets by key: the client's own (a list given as url) and per-call lists.
         self._replica_sets: dict[str, ReplicaSet] = {}
         self._sets_lock = threading.Lock()
@@ -220,7 +232,10 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         with self._sets_lock:
             rs = self._replica_sets.get(key)
             if rs is None:
-                rs = self._replica_sets[key] = ReplicaSet(urls)
+                first, longest = self._eject_backoff
+                rs = self._replica_sets[key] = ReplicaSet(
+                    urls, backoff=first, backoff_max=longest, hedge=self._hedge
+                )
             return rs
 
     def _routed(self, key: str) -> tuple[str, ReplicaSet | None]:

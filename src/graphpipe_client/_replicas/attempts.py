@@ -26,10 +26,12 @@ from collections.abc import Awaitable
 from typing import Any, Protocol
 
 from .._exceptions import ConnectError, GraphPipeError
+from .._http.abandon import Abandon
 from .._http.config import ClientConfig, Timeout
 from .._http.exchange import PreparedRequest, RawResponse
 from .._http.retries import RetryState
 from .._observe.log import log_ejection, log_reinstated, log_retry
+from .hedged import send_hedged, send_hedged_async
 from .routing import Choice, ReplicaSet, ejects, ejects_response, retarget
 
 __all__ = [
@@ -44,7 +46,9 @@ __all__ = [
 # What this module uses of a client. ``Client`` and ``AsyncClient`` have these
 # (private) members; the clients' layer sits above this one, so it is named by shape.
 class _SyncSender(Protocol):
-    def send(self, req: PreparedRequest, deadline: float | None = ...) -> RawResponse: ...
+    def send(
+        self, req: PreparedRequest, deadline: float | None = ..., abandon: Abandon | None = ...
+    ) -> RawResponse: ...
 
 
 class _AsyncSender(Protocol):
@@ -176,6 +180,7 @@ def replica_attempts(client: Client, req: PreparedRequest, rs: ReplicaSet) -> Ra
     state = RetryState(config, req)
     tried: set[int] = set()
     last: BaseException | None = None
+    hedger = rs.hedger  # None once the call has sent its one hedge
     while True:
         choice = rs.choose(tried)
         for i in choice.probes:
@@ -191,7 +196,15 @@ def replica_attempts(client: Client, req: PreparedRequest, rs: ReplicaSet) -> Ra
         attempt = retarget(config, req, rs.endpoint(i))
         tried.add(i)
         try:
-            raw = client._transport.send(attempt, state.deadline)
+            if hedger is None:
+                raw = client._transport.send(attempt, state.deadline)
+            else:
+                (i, attempt, out), hedged = send_hedged(client, rs, hedger, state, attempt, i)
+                hedger = None if hedged else hedger
+                tried.add(i)
+                if isinstance(out, GraphPipeError):
+                    raise out
+                raw = out
         except GraphPipeError as exc:
             last = exc
             delay = _after_error(rs, state, attempt, i, exc)
@@ -264,6 +277,7 @@ async def replica_attempts_async(
     state = RetryState(config, req)
     tried: set[int] = set()
     last: BaseException | None = None
+    hedger = rs.hedger  # None once the call has sent its one hedge
     while True:
         choice = rs.choose(tried)
         for i in choice.probes:
@@ -283,7 +297,17 @@ async def replica_attempts_async(
         attempt = retarget(config, req, rs.endpoint(i))
         tried.add(i)
         try:
-            raw = await client._transport.send(attempt, state.deadline)
+            if hedger is None:
+                raw = await client._transport.send(attempt, state.deadline)
+            else:
+                (i, attempt, out), hedged = await send_hedged_async(
+                    client, rs, hedger, state, attempt, i
+                )
+                hedger = None if hedged else hedger
+                tried.add(i)
+                if isinstance(out, GraphPipeError):
+                    raise out
+                raw = out
         except GraphPipeError as exc:
             last = exc
             delay = _after_error(rs, state, attempt, i, exc)

@@ -70,6 +70,7 @@ from .._exceptions import (
     TransportError,
 )
 from .._http import http11 as h11
+from .._http.abandon import Abandon
 from .._http.config import ClientConfig
 from .._http.exchange import (
     ERROR_BODY_BYTES,
@@ -331,6 +332,15 @@ class _ResponseReader:
                 yield chunk
 
 
+def _shutdown(sock: Any) -> None:
+    """End a connection in use on another thread: its blocked reads and writes return at once.
+
+    ``socket.socket``'s own ``shutdown``, on a TLS socket too: ``SSLSocket``'s
+    would tear its TLS state down under the reading thread.
+    """
+    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
 class _NoResponse(Exception):
     """The connection ended cleanly before any byte of a response."""
 
@@ -409,10 +419,14 @@ class SyncTransport:
         for manager in list(self._managers.values()):
             manager.clear()
 
-    def send(self, req: PreparedRequest, deadline: float | None = None) -> RawResponse:
+    def send(
+        self, req: PreparedRequest, deadline: float | None = None, abandon: Abandon | None = None
+    ) -> RawResponse:
         """Send ``req``; map every failure to a :class:`GraphPipeError`.
 
         ``deadline`` (``time.monotonic()`` seconds) bounds every wait.
+        ``abandon`` (a hedged call's attempt) lets another thread end the
+        exchange: its socket is shut down, and the connection closed, not pooled.
 
         A request is sent once more, on a new connection, only when the first
         attempt was on a reused keep-alive connection and provably did not
@@ -424,18 +438,18 @@ class SyncTransport:
         """
         if not debug_enabled():
             try:
-                return self._send_once(req, deadline, may_resend=True)
+                return self._send_once(req, deadline, abandon, may_resend=True)
             except _NotSent:
-                return self._send_once(req, deadline, may_resend=False)
+                return self._send_once(req, deadline, abandon, may_resend=False)
         started = time.perf_counter()
         try:
             try:
-                raw = self._send_once(req, deadline, may_resend=True)
+                raw = self._send_once(req, deadline, abandon, may_resend=True)
             except _NotSent:
                 logger.debug(
                     "%s: the connection was closed; sending once more", req.endpoint.redacted
                 )
-                raw = self._send_once(req, deadline, may_resend=False)
+                raw = self._send_once(req, deadline, abandon, may_resend=False)
         except GraphPipeError as exc:
             log_failure(req, exc, started)
             raise
@@ -443,7 +457,12 @@ class SyncTransport:
         return raw
 
     def _send_once(
-        self, req: PreparedRequest, deadline: float | None, *, may_resend: bool
+        self,
+        req: PreparedRequest,
+        deadline: float | None,
+        abandon: Abandon | None,
+        *,
+        may_resend: bool,
     ) -> RawResponse:
         ep = req.endpoint
         where = ep.redacted
@@ -466,12 +485,18 @@ class SyncTransport:
                 reused = False
             if not reused:
                 self._connect(conn, req, clock, proxy)
+            if abandon is not None:
+                abandon.watch(lambda sock=conn.sock: _shutdown(sock))
             forward = proxy is not None and ep.scheme == "http"
             raw, keep = self._exchange(conn, req, clock, reused and may_resend, forward, proxy)
         except BaseException:
+            if abandon is not None:
+                abandon.release()
             conn.close()
             pool._put_conn(conn)
             raise
+        if abandon is not None and abandon.release():
+            keep = False  # the loser of a hedged call: never pooled
         if not keep:
             conn.close()
         pool._put_conn(conn)
