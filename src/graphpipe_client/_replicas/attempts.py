@@ -12,9 +12,12 @@ The rules (see ``docs/replicas.md``):
 - a replica out of rotation whose back-off is over is probed with
   ``is_ready`` in the background (a thread, or a task of the running loop)
   while the others serve; when every replica is out of rotation, the call
-  itself waits for the earliest back-off to end (one retry of its budget,
-  within its deadline and at most ``RetryPolicy.backoff_max``) and probes
-  it; otherwise it fails with :class:`ConnectError`.
+  itself waits for the earliest back-off to end and probes it: a call with a
+  deadline as often as its deadline allows (no retry spent), one without
+  spends one retry per wait of at most ``RetryPolicy.backoff_max``; otherwise
+  it fails with :class:`ConnectError`;
+- with a :class:`~.hedging.Hedge`, an attempt may be raced against a copy on
+  another replica (:mod:`.hedged`), once per call.
 """
 
 from __future__ import annotations
@@ -95,14 +98,24 @@ def _why(exc: GraphPipeError) -> str:
 
 
 def _all_out(rs: ReplicaSet, state: RetryState, wait: float, last: BaseException | None) -> float:
-    """The pause of a call that found every replica out of rotation; raises when it cannot wait."""
+    """The pause of a call that found every replica out of rotation; raises when it cannot wait.
+
+    A call with a deadline waits as long as its deadline allows: the waits
+    and the probes send it nowhere, so they spend none of its retries (the
+    retry granted by the failure that ejected the last replica is the send
+    after a successful probe). Without a deadline, each wait is one retry of
+    the budget, at most ``backoff_max`` long: the only bound there is.
+    """
     why = rs.last_error() or "no replica in rotation"
-    if state.attempt >= state.policy.retries:
+    if state.deadline is not None:
+        if time.monotonic() + wait < state.deadline:
+            log_retry(state.req, state.attempt, state.policy.retries, wait, "every replica ejected")
+            return wait
+        reason = f"the earliest is back in {wait:.2f} s, past the call's deadline"
+    elif state.attempt >= state.policy.retries:
         reason = f"its {state.policy.retries} retries are spent"
     elif wait > state.policy.backoff_max:
         reason = f"the earliest is back in {wait:.2f} s, over backoff_max"
-    elif state.deadline is not None and time.monotonic() + wait >= state.deadline:
-        reason = f"the earliest is back in {wait:.2f} s, past the call's deadline"
     else:
         state.attempt += 1
         log_retry(state.req, state.attempt, state.policy.retries, wait, "every replica ejected")
