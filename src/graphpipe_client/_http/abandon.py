@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 
@@ -62,7 +63,5 @@ class Abandon:
             self.abandoned = True
             shutdown, self._shutdown = self._shutdown, None
             if shutdown is not None:
-                try:
+                with contextlib.suppress(OSError):  # already closed by its own side
                     shutdown()
-                except OSError:  # already closed by its own side
-                    pass

@@ -203,8 +203,13 @@ def send_hedged(
             return (index, attempt, out), race.hedged
         _report_failure(rs, attempt, index, out)
     race.done.wait()  # the hedge runs within the call's deadline
+    return _hedge_outcome(race), True
+
+
+def _hedge_outcome(race: _Race) -> Outcome:
+    """The hedge's outcome, once :attr:`_Race.done` is set."""
     assert race.result is not None
-    return race.result, True
+    return race.result
 
 
 def _fire(
@@ -250,7 +255,7 @@ def _run_hedge(
         out = client._transport.send(req, state.deadline, race.hedge)
     except GraphPipeError as exc:
         out = exc
-    except BaseException as exc:  # noqa: BLE001 - the waiting call must hear of it
+    except BaseException as exc:
         out = TransportError(f"the hedge to {req.endpoint.redacted} failed: {exc!r}")
     good = _answered(out)
     with race.lock:
@@ -323,10 +328,10 @@ async def send_hedged_async(
             outcomes = []
             for t in done:
                 i, req, t0 = tasks.pop(t)
-                exc = t.exception()
-                if exc is not None and not isinstance(exc, GraphPipeError):
-                    raise exc
-                outcomes.append((i, req, t0, exc if exc is not None else t.result()))
+                error = t.exception()
+                if error is not None and not isinstance(error, GraphPipeError):
+                    raise error
+                outcomes.append((i, req, t0, error if error is not None else t.result()))
             outcomes.sort(key=lambda o: not _answered(o[3]))  # an answer first
             for i, req, t0, out in outcomes:
                 if _answered(out):

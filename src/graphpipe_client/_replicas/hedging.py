@@ -88,7 +88,9 @@ class Hedge:
         d = self.delay
         if isinstance(d, str):
             self._percentile_of(d)
-        elif isinstance(d, bool) or not isinstance(d, (int, float)) or not math.isfinite(d) or d < 0:
+        elif (
+            isinstance(d, bool) or not isinstance(d, (int, float)) or not math.isfinite(d) or d < 0
+        ):
             raise InvalidOption(
                 f"Hedge.delay must be seconds (a number >= 0) or a percentile such as 'p95', got {d!r}"
             )
@@ -171,7 +173,7 @@ class Hedger:
         self._samples: list[float] = []
         self._next = 0  # where the next latency goes once the ring is full
         self._fresh = 0  # latencies since the percentile was computed
-        self._delay: float | None = None if self._percentile is not None else float(options.delay)  # type: ignore[arg-type]
+        self._delay: float | None = None if self._percentile is not None else float(options.delay)
         self._width = options.window / BUCKETS
         self._slot = 0
         self._calls = [0] * BUCKETS

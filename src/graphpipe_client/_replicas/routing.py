@@ -277,9 +277,7 @@ class ReplicaSet:
         than ``index`` with the fewest in flight (now counted in flight), or ``None``."""
         with self._lock:
             others = [
-                i
-                for i, r in enumerate(self._replicas)
-                if i != index and r.ejected_until is None
+                i for i, r in enumerate(self._replicas) if i != index and r.ejected_until is None
             ]
             if not others:
                 return None

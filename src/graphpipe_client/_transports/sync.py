@@ -40,6 +40,7 @@ fails loudly:
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import queue
 import socket
@@ -486,7 +487,7 @@ class SyncTransport:
             if not reused:
                 self._connect(conn, req, clock, proxy)
             if abandon is not None:
-                abandon.watch(lambda sock=conn.sock: _shutdown(sock))
+                abandon.watch(functools.partial(_shutdown, conn.sock))
             forward = proxy is not None and ep.scheme == "http"
             raw, keep = self._exchange(conn, req, clock, reused and may_resend, forward, proxy)
         except BaseException:
