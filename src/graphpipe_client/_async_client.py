@@ -25,6 +25,7 @@ from ._jobs.drivers import run_tasks, stream_tasks
 from ._jobs.plan import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, OnError, check_run_options
 from ._jobs.progress import ProgressArg
 from ._jobs.row_cache import InferCall
+from ._observe.metrics import count_rows, start_metrics
 from ._observe.tracing import start_span
 from ._replicas.attempts import cancel_probes, probe_all_async, replica_attempts_async
 from ._transports.asynchronous import AsyncTransport
@@ -267,21 +268,30 @@ class AsyncClient(ClientBase[AsyncTransport]):
     async def _infer(self, call: InferCall) -> list[np.ndarray]:
         """Send a request and interpret its answer; through the row cache, as it directs."""
         if isinstance(call, PreparedRequest):
-            return interpret_infer(call, await self._send(call))
+            outputs = interpret_infer(call, await self._send(call))
+            count_rows(outputs)
+            return outputs
         while call.req is not None:
             call.feed(interpret_infer(call.req, await self._send(call.req)))
         return call.result
 
     async def _send(self, req: PreparedRequest) -> RawResponse:
         span = start_span(req, req.tensor_count)
-        if span is None:
+        metrics = start_metrics(req)
+        if span is None and metrics is None:
             return await self._attempts(req)
         try:
-            raw = await self._attempts(span.req)
+            raw = await self._attempts(req if span is None else span.req)
         except BaseException as exc:
-            span.failed(exc)
+            if span is not None:
+                span.failed(exc)
+            if metrics is not None:
+                metrics.failed(exc)
             raise
-        span.succeeded(raw)
+        if span is not None:
+            span.succeeded(raw)
+        if metrics is not None:
+            metrics.succeeded(raw)
         return raw
 
     async def _attempts(self, req: PreparedRequest) -> RawResponse:

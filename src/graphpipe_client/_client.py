@@ -25,6 +25,7 @@ from ._jobs.drivers import run_threads, stream_threads
 from ._jobs.plan import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, OnError, check_run_options
 from ._jobs.progress import ProgressArg
 from ._jobs.row_cache import InferCall
+from ._observe.metrics import count_rows, start_metrics
 from ._observe.tracing import start_span
 from ._replicas.attempts import probe_all_sync, replica_attempts
 from ._transports.sync import SyncTransport
@@ -394,21 +395,30 @@ class Client(ClientBase[SyncTransport]):
     def _infer(self, call: InferCall) -> list[np.ndarray]:
         """Send a request and interpret its answer; through the row cache, as it directs."""
         if isinstance(call, PreparedRequest):
-            return interpret_infer(call, self._send(call))
+            outputs = interpret_infer(call, self._send(call))
+            count_rows(outputs)
+            return outputs
         while call.req is not None:
             call.feed(interpret_infer(call.req, self._send(call.req)))
         return call.result
 
     def _send(self, req: PreparedRequest) -> RawResponse:
         span = start_span(req, req.tensor_count)
-        if span is None:
+        metrics = start_metrics(req)
+        if span is None and metrics is None:
             return self._attempts(req)
         try:
-            raw = self._attempts(span.req)
+            raw = self._attempts(req if span is None else span.req)
         except BaseException as exc:
-            span.failed(exc)
+            if span is not None:
+                span.failed(exc)
+            if metrics is not None:
+                metrics.failed(exc)
             raise
-        span.succeeded(raw)
+        if span is not None:
+            span.succeeded(raw)
+        if metrics is not None:
+            metrics.succeeded(raw)
         return raw
 
     def _attempts(self, req: PreparedRequest) -> RawResponse:

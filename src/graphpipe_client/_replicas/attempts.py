@@ -34,6 +34,7 @@ from .._http.config import ClientConfig, Timeout
 from .._http.exchange import PreparedRequest, RawResponse
 from .._http.retries import RetryState
 from .._observe.log import log_ejection, log_reinstated, log_retry
+from .._observe.metrics import count_ejection
 from .hedged import send_hedged, send_hedged_async
 from .routing import Choice, ReplicaSet, ejects, ejects_response, retarget
 
@@ -134,6 +135,7 @@ def _after_error(
     eject = ejects(exc)
     if rs.finished(index, ok=False, error=_why(exc) if eject else None):
         log_ejection(req, _why(exc))
+        count_ejection(req)
     if not (state._retryable(exc) and state.attempt < state.policy.retries):
         raise exc
     elsewhere = _elsewhere(rs, index)
@@ -159,6 +161,7 @@ def _after_response(
         return None
     if rs.finished(index, ok=False, error=f"HTTP {raw.status} {raw.reason}".strip()):
         log_ejection(req, f"HTTP {raw.status}")
+        count_ejection(req)
     if raw.status not in state.policy.statuses or state.attempt >= state.policy.retries:
         return None
     if _elsewhere(rs, index):

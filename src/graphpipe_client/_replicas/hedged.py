@@ -34,6 +34,7 @@ from .._exceptions import GraphPipeError, TransportError
 from .._http.abandon import Abandon
 from .._http.exchange import PreparedRequest, RawResponse
 from .._observe.log import log_ejection, logger
+from .._observe.metrics import count_ejection, count_hedge
 from .hedging import Hedger
 from .routing import ReplicaSet, ejects, ejects_response, retarget
 
@@ -63,6 +64,7 @@ def _report_failure(
         why = error = f"HTTP {out.status} {out.reason}".strip()
     if rs.finished(index, ok=False, error=error):
         log_ejection(req, why)
+        count_ejection(req)
 
 
 def _start(rs: ReplicaSet, hedger: Hedger, index: int) -> int | None:
@@ -72,7 +74,10 @@ def _start(rs: ReplicaSet, hedger: Hedger, index: int) -> int | None:
         return None
     if not hedger.allow():
         return None
-    return rs.choose_other(index)
+    j = rs.choose_other(index)
+    if j is not None:
+        count_hedge(won=False)
+    return j
 
 
 def _when(hedger: Hedger, deadline: float | None) -> float | None:
@@ -265,6 +270,7 @@ def _run_hedge(
             return
         if good:
             hedger.hedge_won()
+            count_hedge(won=True)
             hedger.record(time.monotonic() - started)
         elif not race.primary_over:
             _report_failure(rs, req, j, out)  # the primary may still answer
@@ -338,6 +344,7 @@ async def send_hedged_async(
                     hedger.record(time.monotonic() - t0)
                     if i != index:
                         hedger.hedge_won()
+                        count_hedge(won=True)
                     await _abandon(rs, tasks)
                     return (i, req, out), hedged
                 if pending:

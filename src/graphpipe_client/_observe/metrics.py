@@ -1,0 +1,224 @@
+"""OpenTelemetry metrics of both clients, when the optional extra is installed and a
+MeterProvider is set.
+
+``pip install graphpipe-client[otel]`` installs ``opentelemetry-api``. With it,
+and a meter provider set by the application (the SDK and a reader or
+exporter), both clients record, on a meter named ``graphpipe_client``:
+
+The stable HTTP client instruments of the OpenTelemetry semantic conventions,
+one measurement per call (``execute``/``execute_multi``/``metadata``, retries
+and a hedge included: the span's unit, see :mod:`.tracing`), with the
+attributes ``http.request.method``, ``server.address``, ``server.port`` (of the
+URL the call was prepared for: the first replica of a set),
+``http.response.status_code`` (when there was a response) and ``error.type``
+(the status of a 4xx/5xx answer, or the exception's class name):
+
+- ``http.client.request.duration`` (histogram, ``s``);
+- ``http.client.request.body.size`` and ``http.client.response.body.size``
+  (histograms, ``By``);
+- ``http.client.active_requests`` (up-down counter, ``{request}``: calls in flight,
+  without the status and error attributes).
+
+GraphPipe's own:
+
+- ``graphpipe.client.rows`` (counter, ``{row}``): rows scored, the first
+  dimension of the first output of each answered inference call;
+- ``graphpipe.client.replica.ejections`` (counter, ``{ejection}``): replicas
+  taken out of rotation, with ``server.address`` and ``server.port``;
+- ``graphpipe.client.hedges`` (counter, ``{request}``): hedges sent, with
+  ``graphpipe.hedge.won`` (``False`` when sent; one more with ``True`` when it
+  answered first);
+- reserved for request coalescing: ``graphpipe.client.coalesced.rows``
+  (histogram, ``{row}``: the rows of one coalesced request).
+
+Not recorded: ``http.client.open_connections`` (the pools are urllib3's and the
+fast path's own per event loop; see ``docs/observability.md``).
+
+Without the extra, or with it but no meter provider set (the API's default
+proxy provider), nothing is done: one check per call, no instrument.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+import time
+from collections.abc import Sequence, Sized
+from types import ModuleType
+from typing import Any, Protocol
+
+__all__ = ["CallMetrics", "count_ejection", "count_hedge", "count_rows", "start_metrics"]
+
+
+class _Endpoint(Protocol):
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+
+
+class _Body(Protocol):
+    @property
+    def nbytes(self) -> int: ...
+
+
+class MeteredRequest(Protocol):
+    """What the metrics read of a request (the HTTP layer's ``PreparedRequest``)."""
+
+    @property
+    def endpoint(self) -> _Endpoint: ...
+    @property
+    def method(self) -> str: ...
+    @property
+    def body(self) -> _Body: ...
+
+
+class MeteredResponse(Protocol):
+    """What the metrics read of a response."""
+
+    @property
+    def status(self) -> int: ...
+    @property
+    def body(self) -> Sized: ...
+
+
+_otel: ModuleType | bool | None = False  # False: not looked for yet
+
+
+def _module() -> ModuleType | None:
+    global _otel
+    if _otel is False:
+        try:  # the optional extra; looked up by name so that type checks need not have it
+            _otel = importlib.import_module("opentelemetry.metrics")
+        except ImportError:
+            _otel = None
+    return _otel  # type: ignore[return-value]
+
+
+class _Instruments:
+    def __init__(self, meter: Any) -> None:
+        self.duration = meter.create_histogram(
+            "http.client.request.duration",
+            unit="s",
+            description="Duration of HTTP client requests.",
+            explicit_bucket_boundaries_advisory=[
+                0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10,
+            ],
+        )  # fmt: skip
+        self.request_size = meter.create_histogram(
+            "http.client.request.body.size", unit="By", description="Size of HTTP request bodies."
+        )
+        self.response_size = meter.create_histogram(
+            "http.client.response.body.size",
+            unit="By",
+            description="Size of HTTP response bodies.",
+        )
+        self.active = meter.create_up_down_counter(
+            "http.client.active_requests",
+            unit="{request}",
+            description="Number of active HTTP requests.",
+        )
+        self.rows = meter.create_counter(
+            "graphpipe.client.rows", unit="{row}", description="Rows scored by inference calls."
+        )
+        self.ejections = meter.create_counter(
+            "graphpipe.client.replica.ejections",
+            unit="{ejection}",
+            description="Replicas taken out of rotation.",
+        )
+        self.hedges = meter.create_counter(
+            "graphpipe.client.hedges",
+            unit="{request}",
+            description="Hedged requests sent (graphpipe.hedge.won=false) and won (true).",
+        )
+
+
+_cache: tuple[Any, _Instruments] | None = None
+_cache_lock = threading.Lock()
+
+
+def _instruments() -> _Instruments | None:
+    """The instruments of the current meter provider, or ``None`` when metrics are off."""
+    global _cache
+    metrics = _module()
+    if metrics is None:
+        return None
+    provider = metrics.get_meter_provider()
+    if isinstance(provider, metrics.NoOpMeterProvider) or type(provider).__name__ == (
+        "_ProxyMeterProvider"
+    ):
+        return None  # nothing would record
+    cache = _cache
+    if cache is not None and cache[0] is provider:
+        return cache[1]
+    from .._version import __version__
+
+    with _cache_lock:
+        inst = _Instruments(provider.get_meter("graphpipe_client", __version__))
+        _cache = (provider, inst)
+    return inst
+
+
+class CallMetrics:
+    """The measurements of one call: started by :func:`start_metrics`, ended once."""
+
+    __slots__ = ("_attrs", "_inst", "_started")
+
+    def __init__(self, inst: _Instruments, req: MeteredRequest) -> None:
+        self._inst = inst
+        ep = req.endpoint
+        self._attrs: dict[str, Any] = {
+            "http.request.method": req.method,
+            "server.address": ep.host,
+            "server.port": ep.port,
+        }
+        inst.active.add(1, self._attrs)
+        inst.request_size.record(req.body.nbytes, self._attrs)
+        self._started = time.perf_counter()
+
+    def succeeded(self, raw: MeteredResponse) -> None:
+        """End the call with its response."""
+        attrs = {**self._attrs, "http.response.status_code": raw.status}
+        if raw.status >= 400:
+            attrs["error.type"] = str(raw.status)
+        self._end(attrs)
+        self._inst.response_size.record(len(raw.body), attrs)
+
+    def failed(self, exc: BaseException) -> None:
+        """End the call as failed by ``exc``."""
+        self._end({**self._attrs, "error.type": type(exc).__name__})
+
+    def _end(self, attrs: dict[str, Any]) -> None:
+        self._inst.duration.record(time.perf_counter() - self._started, attrs)
+        self._inst.active.add(-1, self._attrs)
+
+
+def start_metrics(req: MeteredRequest) -> CallMetrics | None:
+    """Start measuring a call, or ``None`` when metrics are off (the common case)."""
+    inst = _instruments()
+    return None if inst is None else CallMetrics(inst, req)
+
+
+def count_rows(outputs: Sequence[Any]) -> None:
+    """Count the rows of an answered inference call (the first output's first dimension)."""
+    inst = _instruments()
+    if inst is None or not outputs:
+        return
+    shape = getattr(outputs[0], "shape", ())
+    if shape:
+        inst.rows.add(int(shape[0]))
+
+
+def count_ejection(req: MeteredRequest) -> None:
+    """Count a replica taken out of rotation."""
+    inst = _instruments()
+    if inst is not None:
+        ep = req.endpoint
+        inst.ejections.add(1, {"server.address": ep.host, "server.port": ep.port})
+
+
+def count_hedge(won: bool) -> None:
+    """Count a hedge sent (``won=False``) or one that answered first (``won=True``)."""
+    inst = _instruments()
+    if inst is not None:
+        inst.hedges.add(1, {"graphpipe.hedge.won": won})
