@@ -5,7 +5,10 @@ Two bundled servers in child processes, each a simulated model of ``MODEL_MS``
 on one request in ten (every tenth it receives); replica B never stalls. One
 ``Client([a, b], idempotent=True)`` calls ``execute`` one call after another,
 routed by fewest in flight (so half the calls go to A, and 5% of the calls
-meet a stall), without hedging and with ``Hedge(delay="p99")`` (budget 5%), the cases taking turns in blocks. Figures: p99 against p50 with
+meet a stall), without hedging, with a fixed delay of twice the model's
+time and with ``Hedge()`` (the p95 of the answers seen), each in the default
+5% budget, and with the fixed delay in a budget of 8%; the cases take turns
+in blocks. Figures: p99 against p50 with
 hedging (the issue's target: 1.5x), the p99 without hedging beside it, and
 the extra requests per call (target: 5% at most).
 
@@ -19,6 +22,7 @@ the 1.5x target.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import sys
 import time
@@ -40,10 +44,21 @@ MODEL_MS = 10
 STALL_MS = 200
 STALL_EVERY = 10
 
-#: The hedging under test: after the p99 of the answers seen, within the default 5% budget.
-#: (With the default "p95", the 5% of normal calls slower than it take half the budget,
-#: and the stalls, another 5% of the calls, do not all get a hedge.)
-HEDGE = gp.Hedge(delay="p99")
+#: The hedging under test: ``FIXED``, a delay of twice the model's time (what an operator
+#: who knows the model would set), and the default ``Hedge()``: after the p95 of the
+#: answers seen, both within the default budget (5% of the calls); and the fixed delay
+#: with a budget of 8%, above the 5% of calls that meet a stall.
+FIXED = 2 * MODEL_MS / 1000
+CASES = {
+    "fixed": gp.Hedge(delay=FIXED),
+    "p95": gp.Hedge(),
+    "fixed, budget 8%": gp.Hedge(delay=FIXED, budget=0.08),
+}
+TITLES = {
+    "fixed": f"Hedge(delay={FIXED:g})",
+    "p95": 'Hedge() (delay "p95")',
+    "fixed, budget 8%": f"Hedge(delay={FIXED:g}, budget=0.08)",
+}
 
 
 def _serve(ms: int, stall_ms: int, every: int) -> None:
@@ -72,82 +87,98 @@ def run_hedge(quick: bool, log: Log = print) -> tuple[list[Figure], dict[str, An
     blocks = 4 if quick else 8
     per_block = 250 if quick else 500
     x = np.ones((1, 16), np.float32)
-    with (
-        ChildServer("benchmarks.hedge_bench", "--serve", str(MODEL_MS), str(STALL_MS), "10") as a,
-        ChildServer("benchmarks.hedge_bench", "--serve", str(MODEL_MS), "0", "0") as b,
-        gp.Client([a.url, b.url], idempotent=True) as plain,
-        gp.Client([a.url, b.url], idempotent=True, hedge=HEDGE) as hedged,
-    ):
-        hedger = hedged._replica_sets[hedged._url or ""].hedger
-        assert hedger is not None
+    urls: list[str] = []
+    with contextlib.ExitStack() as stack:
+        a = stack.enter_context(
+            ChildServer("benchmarks.hedge_bench", "--serve", str(MODEL_MS), str(STALL_MS), "10")
+        )
+        b = stack.enter_context(
+            ChildServer("benchmarks.hedge_bench", "--serve", str(MODEL_MS), "0", "0")
+        )
+        urls = [a.url, b.url]
+        clients = {"plain": stack.enter_context(gp.Client(urls, idempotent=True))}
+        for name, hedge in CASES.items():
+            clients[name] = stack.enter_context(gp.Client(urls, idempotent=True, hedge=hedge))
+        hedgers = {n: c._replica_sets[c._url or ""].hedger for n, c in clients.items()}
         for _ in range(150):  # the p95's warm-up, and the connections
-            hedged.execute(x)
-            plain.execute(x)
-        before = hedger.stats()
-        lat: dict[str, list[float]] = {"plain": [], "hedged": []}
+            for client in clients.values():
+                client.execute(x)
+        before = {n: h.stats() for n, h in hedgers.items() if h is not None}
+        lat: dict[str, list[float]] = {name: [] for name in clients}
         for _ in range(blocks):
-            for name, client in (("plain", plain), ("hedged", hedged)):
+            for name, client in clients.items():
                 for _ in range(per_block):
                     t = time.perf_counter()
                     client.execute(x)
                     lat[name].append(time.perf_counter() - t)
-        after = hedger.stats()
-        delay = hedger.delay()
-    calls = after.calls - before.calls
-    hedges = after.hedges - before.hedges
-    won = after.won - before.won
-    p50, p99 = _pct(lat["hedged"], 50), _pct(lat["hedged"], 99)
-    p50_plain, p99_plain = _pct(lat["plain"], 50), _pct(lat["plain"], 99)
+        table: dict[str, Any] = {}
+        for name in clients:
+            h = hedgers[name]
+            row: dict[str, Any] = {
+                "calls": len(lat[name]),
+                "p50_s": _pct(lat[name], 50),
+                "p99_s": _pct(lat[name], 99),
+            }
+            if h is not None:
+                after = h.stats()
+                row["hedges"] = after.hedges - before[name].hedges
+                row["hedges_won"] = after.won - before[name].won
+                row["delay_s"] = h.delay()
+            table[name] = row
+    plain = table["plain"]
     log(
-        f"  {calls} calls each; without hedging p50 {p50_plain * 1e3:.1f} ms, "
-        f"p99 {p99_plain * 1e3:.1f} ms; with Hedge(delay='p99') p50 {p50 * 1e3:.1f} ms, "
-        f"p99 {p99 * 1e3:.1f} ms ({p99 / p50:.2f}x p50), {hedges} hedges "
-        f"({hedges / calls:.1%} extra requests), {won} won; the p99 delay {delay * 1e3 if delay else 0:.1f} ms"
+        f"  {plain['calls']} calls each; without hedging p50 {plain['p50_s'] * 1e3:.1f} ms, "
+        f"p99 {plain['p99_s'] * 1e3:.1f} ms"
     )
-    figures = [
-        Figure(
-            "hedge",
-            "p99 of execute, 2 replicas, one stalls 200 ms on 10%, with Hedge(delay='p99')",
-            "s",
-            p99,
-            "its p50",
-            p50,
-            1.5,
-            "p99 <= 1.5x p50",
-            samples=lat["hedged"],
-        ),
-        Figure(
-            "hedge",
-            "p99 of execute, same replicas, with Hedge(delay='p99')",
-            "s",
-            p99,
-            "p99 without hedging",
-            p99_plain,
-            note=f"p50 without hedging {p50_plain * 1e3:.1f} ms",
-            samples=lat["hedged"],
-            baseline_samples=lat["plain"],
-        ),
-        Figure(
-            "hedge",
-            "hedges sent per call, with Hedge(delay='p99')",
-            "calls",
-            float(hedges),
-            "calls",
-            float(calls),
-            0.05,
-            "<= 5% extra requests",
-        ),
-    ]
-    return figures, {
-        "calls": calls,
-        "hedges": hedges,
-        "hedges_won": won,
-        "p50_s": p50,
-        "p99_s": p99,
-        "p50_plain_s": p50_plain,
-        "p99_plain_s": p99_plain,
-        "delay_s": delay,
-    }
+    for name in CASES:
+        r = table[name]
+        log(
+            f"  {TITLES[name]}: p50 {r['p50_s'] * 1e3:.1f} ms, p99 {r['p99_s'] * 1e3:.1f} ms "
+            f"({r['p99_s'] / r['p50_s']:.2f}x p50), {r['hedges']} hedges "
+            f"({r['hedges'] / r['calls']:.1%} extra requests), {r['hedges_won']} won; "
+            f"delay {(r['delay_s'] or 0) * 1e3:.1f} ms"
+        )
+    figures = []
+    for name in CASES:
+        r = table[name]
+        what = TITLES[name]
+        budget = CASES[name].budget
+        figures += [
+            Figure(
+                "hedge",
+                f"p99 of execute, 2 replicas, one stalls 200 ms on 10%, {what}",
+                "s",
+                r["p99_s"],
+                "its p50",
+                r["p50_s"],
+                1.5,
+                "p99 <= 1.5x p50",
+                samples=lat[name],
+            ),
+            Figure(
+                "hedge",
+                f"p99 of execute, same replicas, {what}",
+                "s",
+                r["p99_s"],
+                "p99 without hedging",
+                plain["p99_s"],
+                note=f"p50 without hedging {plain['p50_s'] * 1e3:.1f} ms",
+                samples=lat[name],
+                baseline_samples=lat["plain"],
+            ),
+            Figure(
+                "hedge",
+                f"hedges sent per call, {what}",
+                "calls",
+                float(r["hedges"]),
+                "calls",
+                float(r["calls"]),
+                0.05 if budget <= 0.05 else None,
+                "<= 5% extra requests" if budget <= 0.05 else "",
+                note="" if budget <= 0.05 else "over the 5% target on purpose: see the docs",
+            ),
+        ]
+    return figures, table
 
 
 if __name__ == "__main__":

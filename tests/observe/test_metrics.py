@@ -136,3 +136,46 @@ def test_nothing_is_recorded_without_a_meter_provider() -> None:
         assert _metrics.start_metrics(req) is None  # type: ignore[arg-type]
         client.execute(np.ones(1))
     assert _metrics._cache is None or _metrics._cache[0] is not metrics.get_meter_provider()
+
+
+def connections(reader: InMemoryMetricReader, port: int) -> dict[str, int]:
+    return {
+        d.attributes["http.connection.state"]: d.value
+        for d in points(reader).get("http.client.open_connections", [])
+        if d.attributes["server.port"] == port
+    }
+
+
+def test_open_connections_by_state_sync(reader: InMemoryMetricReader) -> None:
+    release = threading.Event()
+    entered = threading.Event()
+
+    def model(x: np.ndarray) -> np.ndarray:
+        if x[0] < 0:
+            entered.set()
+            release.wait(20)
+        return x
+
+    with serve(model) as server, gp.Client(server.url) as client:
+        client.execute(np.ones(1))
+        client.execute(np.ones(1))
+        assert connections(reader, server.port) == {"idle": 1, "active": 0}
+        slow = threading.Thread(target=client.execute, args=(-np.ones(1),))
+        slow.start()
+        entered.wait(10)
+        assert connections(reader, server.port) == {"idle": 0, "active": 1}
+        release.set()
+        slow.join()
+        assert connections(reader, server.port) == {"idle": 1, "active": 0}
+
+
+def test_open_connections_by_state_async(reader: InMemoryMetricReader) -> None:
+    with serve(lambda x: x) as server:
+
+        async def main() -> dict[str, int]:
+            async with gp.AsyncClient(server.url) as client:
+                await asyncio.gather(*(client.execute(np.ones(1)) for _ in range(3)))
+                return connections(reader, server.port)
+
+        seen = asyncio.run(main())
+    assert seen["active"] == 0 and 1 <= seen["idle"] <= 3

@@ -31,8 +31,11 @@ GraphPipe's own:
 - reserved for request coalescing: ``graphpipe.client.coalesced.rows``
   (histogram, ``{row}``: the rows of one coalesced request).
 
-Not recorded: ``http.client.open_connections`` (the pools are urllib3's and the
-fast path's own per event loop; see ``docs/observability.md``).
+And ``http.client.open_connections`` (observable up-down counter,
+``{connection}``), by ``server.address``, ``server.port`` and
+``http.connection.state`` (``idle``, ``active``), read from the pools when the
+reader collects: ``Client``'s (urllib3's, up to ``pool_size`` per host) and
+``AsyncClient``'s fast path; not httpx's (a proxied request, or trio).
 
 Without the extra, or with it but no meter provider set (the API's default
 proxy provider), nothing is done: one check per call, no instrument.
@@ -43,11 +46,19 @@ from __future__ import annotations
 import importlib
 import threading
 import time
-from collections.abc import Sequence, Sized
+import weakref
+from collections.abc import Iterable, Sequence, Sized
 from types import ModuleType
 from typing import Any, Protocol
 
-__all__ = ["CallMetrics", "count_ejection", "count_hedge", "count_rows", "start_metrics"]
+__all__ = [
+    "CallMetrics",
+    "count_ejection",
+    "count_hedge",
+    "count_rows",
+    "start_metrics",
+    "watch_pools",
+]
 
 
 class _Endpoint(Protocol):
@@ -73,6 +84,44 @@ class MeteredRequest(Protocol):
     def body(self) -> _Body: ...
 
 
+class Pools(Protocol):
+    """A transport's connection pools, as ``http.client.open_connections`` reads them."""
+
+    def connection_counts(self) -> Iterable[tuple[str, int, str, int]]:
+        """``(host, port, state, count)``: state ``idle`` or ``active``."""
+        ...
+
+
+_pools: weakref.WeakSet[Pools] = weakref.WeakSet()
+
+
+def watch_pools(pools: Pools) -> None:
+    """Count ``pools``' connections in ``http.client.open_connections`` (for its life)."""
+    _pools.add(pools)
+
+
+def _observe_connections(options: Any) -> Iterable[Any]:
+    """The callback of ``http.client.open_connections``: every watched pool, by host and state."""
+    metrics = _module()
+    if metrics is None:
+        return []
+    totals: dict[tuple[str, int, str], int] = {}
+    for pools in list(_pools):
+        try:
+            counts = list(pools.connection_counts())
+        except Exception:  # a pool changing under the reader: skip it this time
+            continue
+        for host, port, state, n in counts:
+            key = (host, port, state)
+            totals[key] = totals.get(key, 0) + n
+    return [
+        metrics.Observation(
+            n, {"server.address": h, "server.port": p, "http.connection.state": state}
+        )
+        for (h, p, state), n in totals.items()
+    ]
+
+
 class MeteredResponse(Protocol):
     """What the metrics read of a response."""
 
@@ -81,6 +130,9 @@ class MeteredResponse(Protocol):
     @property
     def body(self) -> Sized: ...
 
+
+#: The buckets of ``http.client.request.duration`` the semantic conventions advise, seconds.
+DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10]
 
 _otel: ModuleType | bool | None = False  # False: not looked for yet
 
@@ -97,14 +149,17 @@ def _module() -> ModuleType | None:
 
 class _Instruments:
     def __init__(self, meter: Any) -> None:
-        self.duration = meter.create_histogram(
-            "http.client.request.duration",
-            unit="s",
-            description="Duration of HTTP client requests.",
-            explicit_bucket_boundaries_advisory=[
-                0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10,
-            ],
-        )  # fmt: skip
+        duration = {
+            "name": "http.client.request.duration",
+            "unit": "s",
+            "description": "Duration of HTTP client requests.",
+        }
+        try:  # the semantic conventions' buckets (an advice of opentelemetry-api 1.23+)
+            self.duration = meter.create_histogram(
+                **duration, explicit_bucket_boundaries_advisory=DURATION_BUCKETS
+            )
+        except TypeError:
+            self.duration = meter.create_histogram(**duration)
         self.request_size = meter.create_histogram(
             "http.client.request.body.size", unit="By", description="Size of HTTP request bodies."
         )
@@ -117,6 +172,12 @@ class _Instruments:
             "http.client.active_requests",
             unit="{request}",
             description="Number of active HTTP requests.",
+        )
+        self.connections = meter.create_observable_up_down_counter(
+            "http.client.open_connections",
+            callbacks=[_observe_connections],
+            unit="{connection}",
+            description="Number of outbound HTTP connections that are active or idle.",
         )
         self.rows = meter.create_counter(
             "graphpipe.client.rows", unit="{row}", description="Rows scored by inference calls."

@@ -284,6 +284,15 @@ def _run_hedge(
 # -- the async client --------------------------------------------------------------
 
 
+def _under_asyncio() -> bool:
+    """Whether an asyncio loop runs this call (under trio, calls are not hedged)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 async def send_hedged_async(
     client: AsyncClient,
     rs: ReplicaSet,
@@ -296,7 +305,7 @@ async def send_hedged_async(
     transports close a connection whose exchange was cancelled, never pool it)."""
     hedger.call()
     started = time.monotonic()
-    when = _when(hedger, state.deadline)
+    when = _when(hedger, state.deadline) if _under_asyncio() else None
     if when is None:
         try:
             out: RawResponse | GraphPipeError = await client._transport.send(

@@ -87,6 +87,7 @@ from .._http.exchange import (
 )
 from .._http.proxy import Proxy, ProxyChooser
 from .._observe.log import debug_enabled, log_exchange, log_failure, logger
+from .._observe.metrics import watch_pools
 from .tls import make_ssl_context, warn_unverified
 
 __all__ = ["SyncTransport"]
@@ -386,6 +387,7 @@ class SyncTransport:
         self._abandoned: list[object] = []
         with _transports_lock:
             _transports.add(self)
+        watch_pools(self)
 
     def _manager(self, proxy: Proxy | None) -> urllib3.PoolManager:
         manager = self._managers.get(proxy)
@@ -419,6 +421,27 @@ class SyncTransport:
         """Close every pooled connection."""
         for manager in list(self._managers.values()):
             manager.clear()
+
+    def connection_counts(self) -> list[tuple[str, int, str, int]]:
+        """``(host, port, state, count)`` of the pooled connections, for the metrics.
+
+        ``idle``: open connections waiting in a pool; ``active``: connections
+        taken out of a pool by a request (connecting, or in an exchange).
+        A connection opened beyond ``pool_size`` is not counted. Read from
+        another thread without a lock: a snapshot, possibly a request off.
+        """
+        out = []
+        for manager in list(self._managers.values()):
+            for key in manager.pools.keys():  # noqa: SIM118 - the container's own locked copy
+                pool: Any = manager.pools.get(key)
+                slots = None if pool is None else pool.pool
+                if slots is None:
+                    continue
+                queued = list(slots.queue)
+                idle = sum(1 for c in queued if c is not None and c.sock is not None)
+                out.append((pool.host, pool.port, "idle", idle))
+                out.append((pool.host, pool.port, "active", max(0, slots.maxsize - len(queued))))
+        return out
 
     def send(
         self, req: PreparedRequest, deadline: float | None = None, abandon: Abandon | None = None
