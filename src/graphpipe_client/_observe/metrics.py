@@ -196,22 +196,30 @@ class _Instruments:
 
 _cache: tuple[Any, _Instruments] | None = None
 _cache_lock = threading.Lock()
+_off: object = None  # the last provider seen that records nothing (the API's proxy)
 
 
 def _instruments() -> _Instruments | None:
     """The instruments of the current meter provider, or ``None`` when metrics are off."""
-    global _cache
-    metrics = _module()
+    metrics = _otel if _otel is not False else _module()
     if metrics is None:
         return None
     provider = metrics.get_meter_provider()
-    if isinstance(provider, metrics.NoOpMeterProvider) or type(provider).__name__ == (
-        "_ProxyMeterProvider"
-    ):
-        return None  # nothing would record
+    if provider is _off:
+        return None  # the common case: one identity check
     cache = _cache
     if cache is not None and cache[0] is provider:
         return cache[1]
+    return _instruments_of(metrics, provider)
+
+
+def _instruments_of(metrics: ModuleType, provider: Any) -> _Instruments | None:
+    global _cache, _off
+    if isinstance(provider, metrics.NoOpMeterProvider) or type(provider).__name__ == (
+        "_ProxyMeterProvider"
+    ):
+        _off = provider
+        return None  # nothing would record
     from .._version import __version__
 
     with _cache_lock:
@@ -262,6 +270,8 @@ def start_metrics(req: MeteredRequest) -> CallMetrics | None:
 
 def count_rows(outputs: Sequence[Any]) -> None:
     """Count the rows of an answered inference call (the first output's first dimension)."""
+    if _cache is None:
+        return  # no provider ever recorded: the call's own check said so already
     inst = _instruments()
     if inst is None or not outputs:
         return
