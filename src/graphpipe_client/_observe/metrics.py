@@ -201,7 +201,7 @@ _off: object = None  # the last provider seen that records nothing (the API's pr
 
 def _instruments() -> _Instruments | None:
     """The instruments of the current meter provider, or ``None`` when metrics are off."""
-    metrics = _otel if _otel is not False else _module()
+    metrics = _module() if _otel is False or _otel is True else _otel
     if metrics is None:
         return None
     provider = metrics.get_meter_provider()
