@@ -7,8 +7,8 @@ on one request in ten (every tenth it receives); replica B never stalls. One
 routed by fewest in flight (so half the calls go to A, and 5% of the calls
 meet a stall), without hedging, with a fixed delay of twice the model's
 time and with ``Hedge()`` (the p95 of the answers seen), each in the default
-5% budget, and with the fixed delay in a budget of 8%; the cases take turns
-in blocks. Figures: p99 against p50 with
+5% budget, and with the p95 in a budget of 10%; the cases take turns in
+blocks. Figures: p99 against p50 with
 hedging (the issue's target: 1.5x), the p99 without hedging beside it, and
 the extra requests per call (target: 5% at most).
 
@@ -46,18 +46,19 @@ STALL_EVERY = 10
 
 #: The hedging under test: ``FIXED``, a delay of twice the model's time (what an operator
 #: who knows the model would set), and the default ``Hedge()``: after the p95 of the
-#: answers seen, both within the default budget (5% of the calls); and the fixed delay
-#: with a budget of 8%, above the 5% of calls that meet a stall.
+#: answers seen, both within the default budget (5% of the calls); and the p95 with a
+#: budget of 10% (about 5% of the calls pass a p95 delay by definition: with a 5% budget,
+#: they take the hedges the stalls need).
 FIXED = 2 * MODEL_MS / 1000
 CASES = {
     "fixed": gp.Hedge(delay=FIXED),
     "p95": gp.Hedge(),
-    "fixed, budget 8%": gp.Hedge(delay=FIXED, budget=0.08),
+    "p95, budget 10%": gp.Hedge(budget=0.1),
 }
 TITLES = {
     "fixed": f"Hedge(delay={FIXED:g})",
     "p95": 'Hedge() (delay "p95")',
-    "fixed, budget 8%": f"Hedge(delay={FIXED:g}, budget=0.08)",
+    "p95, budget 10%": 'Hedge(budget=0.1) (delay "p95")',
 }
 
 
