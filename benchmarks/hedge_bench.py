@@ -7,7 +7,7 @@ on one request in ten (every tenth it receives); replica B never stalls. One
 routed by fewest in flight (so half the calls go to A, and 5% of the calls
 meet a stall), without hedging, with a fixed delay of twice the model's
 time and with ``Hedge()`` (the p95 of the answers seen), each in the default
-5% budget, and with the p95 in a budget of 10%; the cases take turns in
+5% budget, and with the p90 in a budget of 15%; the cases take turns in
 blocks. Figures: p99 against p50 with
 hedging (the issue's target: 1.5x), the p99 without hedging beside it, and
 the extra requests per call (target: 5% at most).
@@ -46,19 +46,20 @@ STALL_EVERY = 10
 
 #: The hedging under test: ``FIXED``, a delay of twice the model's time (what an operator
 #: who knows the model would set), and the default ``Hedge()``: after the p95 of the
-#: answers seen, both within the default budget (5% of the calls); and the p95 with a
-#: budget of 10% (about 5% of the calls pass a p95 delay by definition: with a 5% budget,
-#: they take the hedges the stalls need).
+#: answers seen, both within the default budget (5% of the calls); and the p90 with a
+#: budget of 15%. (About 5% of the calls pass a p95 delay by definition, and here 5% of
+#: the calls stall too: the p95 sits on the edge between the normal calls and the
+#: stalls, and a warm-up that saw more than 5% of stalls sets a 200 ms delay.)
 FIXED = 2 * MODEL_MS / 1000
 CASES = {
     "fixed": gp.Hedge(delay=FIXED),
     "p95": gp.Hedge(),
-    "p95, budget 10%": gp.Hedge(budget=0.1),
+    "p90, budget 15%": gp.Hedge(delay="p90", budget=0.15),
 }
 TITLES = {
     "fixed": f"Hedge(delay={FIXED:g})",
     "p95": 'Hedge() (delay "p95")',
-    "p95, budget 10%": 'Hedge(budget=0.1) (delay "p95")',
+    "p90, budget 15%": 'Hedge(delay="p90", budget=0.15)',
 }
 
 
