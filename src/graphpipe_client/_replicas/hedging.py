@@ -13,11 +13,12 @@ Example:
     >>> [h.call() for _ in range(10)][-1]   # 10 calls in the window
     >>> h.allow(), h.allow()                # 10% of 10 calls: one hedge
     (True, False)
-    >>> p = Hedger(Hedge(delay="p95", warmup=20))
-    >>> p.delay() is None                   # warming up: no hedge yet
-    True
-    >>> for ms in range(1, 101):
+    >>> p = Hedger(Hedge(delay="p95"))     # warm-up: 100 latencies
+    >>> for ms in range(1, 100):
     ...     p.record(ms / 1000)
+    >>> p.delay() is None                   # still warming up: no hedge yet
+    True
+    >>> p.record(0.1)
     >>> round(p.delay(), 3)                 # the p95 of 1..100 ms
     0.095
 """

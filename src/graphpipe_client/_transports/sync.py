@@ -462,18 +462,18 @@ class SyncTransport:
         """
         if not debug_enabled():
             try:
-                return self._send_once(req, deadline, abandon, may_resend=True)
+                return self._send_once(req, deadline, may_resend=True, abandon=abandon)
             except _NotSent:
-                return self._send_once(req, deadline, abandon, may_resend=False)
+                return self._send_once(req, deadline, may_resend=False, abandon=abandon)
         started = time.perf_counter()
         try:
             try:
-                raw = self._send_once(req, deadline, abandon, may_resend=True)
+                raw = self._send_once(req, deadline, may_resend=True, abandon=abandon)
             except _NotSent:
                 logger.debug(
                     "%s: the connection was closed; sending once more", req.endpoint.redacted
                 )
-                raw = self._send_once(req, deadline, abandon, may_resend=False)
+                raw = self._send_once(req, deadline, may_resend=False, abandon=abandon)
         except GraphPipeError as exc:
             log_failure(req, exc, started)
             raise
@@ -484,9 +484,9 @@ class SyncTransport:
         self,
         req: PreparedRequest,
         deadline: float | None,
-        abandon: Abandon | None,
         *,
         may_resend: bool,
+        abandon: Abandon | None = None,
     ) -> RawResponse:
         ep = req.endpoint
         where = ep.redacted
