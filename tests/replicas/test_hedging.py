@@ -151,9 +151,9 @@ class Gate:
 def replicas() -> Iterator[Callable[..., tuple[GraphPipeServer, Gate]]]:
     servers: list[tuple[GraphPipeServer, Gate]] = []
 
-    def start(stalls: int = 0, sleep: float = 0.0) -> tuple[GraphPipeServer, Gate]:
+    def start(stalls: int = 0, sleep: float = 0.0, **kwargs: Any) -> tuple[GraphPipeServer, Gate]:
         gate = Gate(stalls, sleep)
-        server = GraphPipeServer(gate.model).start()
+        server = GraphPipeServer(gate.model, **kwargs).start()
         servers.append((server, gate))
         return server, gate
 
@@ -229,6 +229,29 @@ def test_a_stalled_call_is_answered_by_the_hedge_and_the_loser_closed(
     assert (ga.calls, gb.calls) == (1, 1)  # one hedge, to the other replica
     stats = hedger.stats()
     assert (stats.calls, stats.hedges, stats.won) == (1, 1, 1)
+
+
+@pytest.mark.parametrize("kind", ["sync", "asyncio"])
+def test_over_tls_the_loser_is_abandoned_too(kind: str, replicas: Any) -> None:
+    # The sync client shuts a TLS connection down below TLS, from another thread.
+    import ssl
+
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    (a, ga), (b, gb) = replicas(stalls=1, ssl_context=server_ctx), replicas(ssl_context=server_ctx)
+    x = np.arange(3.0)
+
+    def then() -> None:
+        ga.release.set()
+        wait_for(lambda: a.open_connections == 0, "the loser's connection is still open")
+
+    y, hedger = hedged_call(kind, [a.url, b.url], x, then, verify=client_ctx)
+    assert np.array_equal(y, x + 1)
+    assert (ga.calls, gb.calls) == (1, 1) and hedger.stats().won == 1
 
 
 @pytest.mark.parametrize("kind", KINDS)
