@@ -35,7 +35,7 @@ from ._http.exchange import (
 from ._jobs.plan import RowPlan, check_run_options
 from ._jobs.progress import ProgressArg, Reporter, check_progress, make_reporter
 from ._jobs.row_cache import InferCall, RowCache
-from ._replicas.hedging import Hedge, check_hedge
+from ._replicas.hedging import Hedge, HedgeStats, check_hedge
 from ._replicas.routing import (
     EJECT_BACKOFF,
     EJECT_BACKOFF_MAX,
@@ -219,6 +219,15 @@ class ClientBase(abc.ABC, Generic[TransportT]):
     def replica_stats(self, urls: list[str] | tuple[str, ...]) -> list[ReplicaStats]:
         """The statistics of the replica list ``urls`` as used in calls (``url=[...]``)."""
         return self._replica_set(urls).stats()
+
+    def hedge_stats(self, urls: list[str] | tuple[str, ...] | None = None) -> HedgeStats | None:
+        """The hedging counters of the replicas this client is bound to (or of the list
+        ``urls`` as used in calls): calls, hedges sent, hedges that answered first.
+
+        ``None`` when those calls are not hedged (no ``hedge=``, or one replica).
+        """
+        rs = self._replica_sets.get(self._url or "") if urls is None else self._replica_set(urls)
+        return None if rs is None or rs.hedger is None else rs.hedger.stats()
 
     def _key(self, url: URLArg) -> str:
         """The key of a model URL (checked) or of a replica list (its set made on first use)."""

@@ -184,7 +184,7 @@ def hedged_call(
     then: Callable[[], object] = lambda: None,
     **kwargs: Any,
 ) -> Any:
-    """One call with a fresh hedging client of ``kind``; its result and the hedger.
+    """One call with a fresh hedging client of ``kind``; its result and its ``hedge_stats()``.
 
     ``then()`` runs after the call, while the client is still open.
     """
@@ -194,13 +194,13 @@ def hedged_call(
         with Client(urls, **options) as client:
             y = client.execute(x, timeout=timeout)
             then()
-            return y, client._replica_sets[client._url].hedger  # type: ignore[index]
+            return y, client.hedge_stats()
 
     async def main() -> Any:
         async with AsyncClient(urls, **options) as client:
             y = await client.execute(x, timeout=timeout)
             then()
-            return y, client._replica_sets[client._url].hedger  # type: ignore[index]
+            return y, client.hedge_stats()
 
     return run_in(kind, main)
 
@@ -226,11 +226,10 @@ def test_a_stalled_call_is_answered_by_the_hedge_and_the_loser_closed(
         # stay open, the server waiting for its next request): the server sees it end.
         wait_for(lambda: a.open_connections == 0, "the loser's connection is still open")
 
-    y, hedger = hedged_call(kind, [a.url, b.url], x, then)
+    y, stats = hedged_call(kind, [a.url, b.url], x, then)
     assert np.array_equal(y, x + 1)
     assert answered_before_release == [True] and ga.stalled == 1
     assert (ga.calls, gb.calls) == (1, 1)  # one hedge, to the other replica
-    stats = hedger.stats()
     assert (stats.calls, stats.hedges, stats.won) == (1, 1, 1)
 
 
@@ -252,19 +251,19 @@ def test_over_tls_the_loser_is_abandoned_too(kind: str, replicas: Any) -> None:
         ga.release.set()
         wait_for(lambda: a.open_connections == 0, "the loser's connection is still open")
 
-    y, hedger = hedged_call(kind, [a.url, b.url], x, then, verify=client_ctx)
+    y, stats = hedged_call(kind, [a.url, b.url], x, then, verify=client_ctx)
     assert np.array_equal(y, x + 1)
-    assert (ga.calls, gb.calls) == (1, 1) and hedger.stats().won == 1
+    assert (ga.calls, gb.calls) == (1, 1) and stats.won == 1
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_when_the_first_copy_answers_first_no_hedge_is_sent(kind: str, replicas: Any) -> None:
     (a, ga), (b, gb) = replicas(), replicas()
     x = np.arange(3.0)
-    y, hedger = hedged_call(kind, [a.url, b.url], x)
+    y, stats = hedged_call(kind, [a.url, b.url], x)
     assert np.array_equal(y, x + 1)
     assert ga.calls + gb.calls == 1
-    assert hedger.stats().hedges == 0
+    assert stats.hedges == 0
 
 
 @pytest.mark.parametrize("kind", ["sync", "asyncio"])
@@ -283,10 +282,10 @@ def test_the_primary_wins_after_the_hedge_started_and_the_hedge_is_abandoned(
         gb.release.set()
         wait_for(lambda: b.open_connections == 0, "the abandoned hedge's connection is open")
 
-    y, hedger = hedged_call(kind, [a.url, b.url], x, then)
+    y, stats = hedged_call(kind, [a.url, b.url], x, then)
     assert np.array_equal(y, x + 1)
     assert (ga.calls, gb.calls) == (1, 1)
-    assert hedger.stats().won == 0
+    assert stats.won == 0
 
 
 @pytest.mark.parametrize("kind", ["sync", "asyncio"])
@@ -301,9 +300,9 @@ def test_never_more_than_one_hedge_and_never_past_the_deadline(kind: str, replic
 def test_a_refused_first_copy_is_retried_as_usual(kind: str, replicas: Any) -> None:
     (a, _), (b, gb) = replicas(), replicas()
     a.stop()
-    y, hedger = hedged_call(kind, [a.url, b.url], np.ones(1))
+    y, stats = hedged_call(kind, [a.url, b.url], np.ones(1))
     assert np.array_equal(y, np.ones(1) + 1)
-    assert gb.calls == 1 and hedger.stats().hedges == 0
+    assert gb.calls == 1 and stats.hedges == 0
 
 
 @pytest.mark.parametrize("kind", ["sync", "asyncio"])
@@ -316,17 +315,28 @@ def test_the_budget_caps_the_extra_requests(kind: str, replicas: Any) -> None:
         with Client([a.url, b.url], **options) as client:
             for _ in range(calls):
                 client.execute(x)
-            stats = client._replica_sets[client._url].hedger.stats()  # type: ignore[union-attr]
+            stats = client.hedge_stats()
     else:
 
         async def main() -> Any:
             async with AsyncClient([a.url, b.url], **options) as client:
                 for _ in range(calls):
                     await client.execute(x)
-                return client._replica_sets[client._url].hedger.stats()  # type: ignore[union-attr]
+                return client.hedge_stats()
 
         stats = asyncio.run(main())
     # A zero delay wants a hedge for every call: the budget allows 10% of them.
     assert stats.calls == calls and 1 <= stats.hedges <= calls * 0.1
     # (a hedge that lost before it was written never reached its server)
     assert calls <= ga.calls + gb.calls <= calls + stats.hedges
+
+
+def test_hedge_stats_is_none_without_hedging(replicas: Any) -> None:
+    (a, _), (b, _) = replicas(), replicas()
+    with Client([a.url, b.url]) as plain, Client(a.url, idempotent=True) as one:
+        assert plain.hedge_stats() is None and one.hedge_stats() is None
+    with Client(idempotent=True, hedge=Hedge(delay=1.0)) as client:  # lists given per call
+        client.execute(np.ones(1), url=[a.url, b.url])
+        assert client.hedge_stats() is None  # bound to nothing
+        assert client.hedge_stats([a.url, b.url]) == gp.HedgeStats(calls=1, hedges=0, won=0)
+        assert client.hedge_stats([a.url]) is None  # one replica: never hedged

@@ -153,7 +153,20 @@ def check_hedge(hedge: object, idempotent: bool, replicas: int | None) -> Hedge 
 
 @dataclass(frozen=True, slots=True)
 class HedgeStats:
-    """How many calls were hedged, and how many hedges answered first (a snapshot)."""
+    """How many calls could be hedged, how many were, and how many hedges answered first.
+
+    A snapshot, from :meth:`Client.hedge_stats <graphpipe_client.Client.hedge_stats>`.
+
+    Attributes:
+        calls: attempts that could have been hedged (each call's, until it sends its hedge).
+        hedges: hedges sent: the extra requests.
+        won: hedges that answered before the first copy.
+
+    Example:
+        >>> s = HedgeStats(calls=1000, hedges=48, won=46)
+        >>> s.hedges / s.calls
+        0.048
+    """
 
     calls: int
     hedges: int
