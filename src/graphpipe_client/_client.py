@@ -25,7 +25,7 @@ from ._jobs.drivers import run_threads, stream_threads
 from ._jobs.plan import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, OnError, check_run_options
 from ._jobs.progress import ProgressArg
 from ._jobs.row_cache import InferCall
-from ._observe.metrics import count_rows, start_metrics
+from ._observe.metrics import count_rows, metered
 from ._observe.tracing import start_span
 from ._replicas.attempts import probe_all_sync, replica_attempts
 from ._transports.sync import SyncTransport
@@ -399,26 +399,21 @@ class Client(ClientBase[SyncTransport]):
             count_rows(outputs)
             return outputs
         while call.req is not None:
-            call.feed(interpret_infer(call.req, self._send(call.req)))
+            outputs = interpret_infer(call.req, self._send(call.req))
+            count_rows(outputs)  # the rows the server scored: those not cached
+            call.feed(outputs)
         return call.result
 
     def _send(self, req: PreparedRequest) -> RawResponse:
         span = start_span(req, req.tensor_count)
-        metrics = start_metrics(req)
-        if span is None and metrics is None:
+        if span is None:
             return self._attempts(req)
         try:
-            raw = self._attempts(req if span is None else span.req)
+            raw = self._attempts(span.req)
         except BaseException as exc:
-            if span is not None:
-                span.failed(exc)
-            if metrics is not None:
-                metrics.failed(exc)
+            span.failed(exc)
             raise
-        if span is not None:
-            span.succeeded(raw)
-        if metrics is not None:
-            metrics.succeeded(raw)
+        span.succeeded(raw)
         return raw
 
     def _attempts(self, req: PreparedRequest) -> RawResponse:
@@ -427,7 +422,7 @@ class Client(ClientBase[SyncTransport]):
         state = RetryState(self._config, req)
         while True:
             try:
-                raw = self._transport.send(req, state.deadline)
+                raw = metered(self._transport.send, req, state.deadline)
             except GraphPipeError as exc:
                 delay = state.after_error(exc)
             else:

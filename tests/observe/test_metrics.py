@@ -124,6 +124,14 @@ def test_ejections_and_hedges_are_counted(reader: InMemoryMetricReader) -> None:
     p = points(reader)
     hedges = {d.attributes["graphpipe.hedge.won"]: d.value for d in p["graphpipe.client.hedges"]}
     assert hedges == {False: 1, True: 1}
+    # One measurement per HTTP request, under the replica that got it: the stalled first
+    # copy was given up on (cancelled), the hedge answered.
+    by_port = {
+        (d.attributes["server.port"], d.attributes.get("error.type")): d.count
+        for d in p["http.client.request.duration"]
+    }
+    assert by_port[(a.port, "cancelled")] == 1
+    assert by_port[(b.port, None)] == 3  # the hedge, and the two calls of the second client
     (ej,) = p["graphpipe.client.replica.ejections"]
     assert ej.value == 1 and ej.attributes["server.port"] == dead.port
 

@@ -6,12 +6,14 @@ and a meter provider set by the application (the SDK and a reader or
 exporter), both clients record, on a meter named ``graphpipe_client``:
 
 The stable HTTP client instruments of the OpenTelemetry semantic conventions,
-one measurement per call (``execute``/``execute_multi``/``metadata``, retries
-and a hedge included: the span's unit, see :mod:`.tracing`), with the
-attributes ``http.request.method``, ``server.address``, ``server.port`` (of the
-URL the call was prepared for: the first replica of a set),
+one measurement per HTTP request of an ``execute``/``execute_multi``/``metadata``
+call (each attempt: a retry and a hedge are requests of their own; the
+readiness probes are not counted), with the attributes ``http.request.method``,
+``server.address``, ``server.port`` (of the replica the request went to),
 ``http.response.status_code`` (when there was a response) and ``error.type``
-(the status of a 4xx/5xx answer, or the exception's class name):
+(the status of a 4xx/5xx answer, the exception's class name, or
+``cancelled`` for a request the client gave up on: the loser of a hedge, a
+cancelled task):
 
 - ``http.client.request.duration`` (histogram, ``s``);
 - ``http.client.request.body.size`` and ``http.client.response.body.size``
@@ -47,15 +49,17 @@ import importlib
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Sequence, Sized
+from collections.abc import Awaitable, Callable, Iterable, Sequence, Sized
 from types import ModuleType
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 __all__ = [
     "CallMetrics",
+    "ametered",
     "count_ejection",
     "count_hedge",
     "count_rows",
+    "metered",
     "start_metrics",
     "watch_pools",
 ]
@@ -228,8 +232,12 @@ def _instruments_of(metrics: ModuleType, provider: Any) -> _Instruments | None:
     return inst
 
 
+#: ``error.type`` of exceptions that are not errors of the request.
+_ERRORS = {"CancelledError": "cancelled", "KeyboardInterrupt": "cancelled"}
+
+
 class CallMetrics:
-    """The measurements of one call: started by :func:`start_metrics`, ended once."""
+    """The measurements of one HTTP request: started by :func:`start_metrics`, ended once."""
 
     __slots__ = ("_attrs", "_inst", "_started")
 
@@ -253,9 +261,13 @@ class CallMetrics:
         self._end(attrs)
         self._inst.response_size.record(len(raw.body), attrs)
 
-    def failed(self, exc: BaseException) -> None:
-        """End the call as failed by ``exc``."""
-        self._end({**self._attrs, "error.type": type(exc).__name__})
+    def failed(self, exc: BaseException, cancelled: bool = False) -> None:
+        """End the request as failed by ``exc``; ``cancelled``: the client gave up on it
+        (the loser of a hedged call), as for a cancelled task."""
+        kind = type(exc).__name__
+        self._end(
+            {**self._attrs, "error.type": "cancelled" if cancelled else _ERRORS.get(kind, kind)}
+        )
 
     def _end(self, attrs: dict[str, Any]) -> None:
         self._inst.duration.record(time.perf_counter() - self._started, attrs)
@@ -263,9 +275,52 @@ class CallMetrics:
 
 
 def start_metrics(req: MeteredRequest) -> CallMetrics | None:
-    """Start measuring a call, or ``None`` when metrics are off (the common case)."""
+    """Start measuring a request, or ``None`` when metrics are off (the common case)."""
     inst = _instruments()
     return None if inst is None else CallMetrics(inst, req)
+
+
+RawT = TypeVar("RawT", bound=MeteredResponse)
+ReqT = TypeVar("ReqT", bound=MeteredRequest)
+
+
+class _Switch(Protocol):
+    @property
+    def abandoned(self) -> bool: ...
+
+
+def metered(
+    send: Callable[..., RawT], req: ReqT, *args: Any, abandon: _Switch | None = None
+) -> RawT:
+    """``send(req, *args)`` (a transport's, one HTTP request), measured when metrics are on.
+
+    ``abandon``: the attempt's abandon switch (a hedged call's): a failure after
+    it was flipped is recorded as ``cancelled``.
+    """
+    m = start_metrics(req)
+    if m is None:
+        return send(req, *args) if abandon is None else send(req, *args, abandon)
+    try:
+        raw = send(req, *args) if abandon is None else send(req, *args, abandon)
+    except BaseException as exc:
+        m.failed(exc, cancelled=abandon is not None and abandon.abandoned)
+        raise
+    m.succeeded(raw)
+    return raw
+
+
+async def ametered(send: Callable[..., Awaitable[RawT]], req: ReqT, *args: Any) -> RawT:
+    """The async :func:`metered` (a cancelled request is recorded as ``cancelled``)."""
+    m = start_metrics(req)
+    if m is None:
+        return await send(req, *args)
+    try:
+        raw = await send(req, *args)
+    except BaseException as exc:
+        m.failed(exc)
+        raise
+    m.succeeded(raw)
+    return raw
 
 
 def count_rows(outputs: Sequence[Any]) -> None:

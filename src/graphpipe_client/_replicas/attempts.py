@@ -34,7 +34,7 @@ from .._http.config import ClientConfig, Timeout
 from .._http.exchange import PreparedRequest, RawResponse
 from .._http.retries import RetryState
 from .._observe.log import log_ejection, log_reinstated, log_retry
-from .._observe.metrics import count_ejection
+from .._observe.metrics import ametered, count_ejection, metered
 from .hedged import send_hedged, send_hedged_async
 from .routing import Choice, ReplicaSet, ejects, ejects_response, retarget
 
@@ -213,7 +213,7 @@ def replica_attempts(client: Client, req: PreparedRequest, rs: ReplicaSet) -> Ra
         tried.add(i)
         try:
             if hedger is None:
-                raw = client._transport.send(attempt, state.deadline)
+                raw = metered(client._transport.send, attempt, state.deadline)
             else:
                 (i, attempt, out), hedged = send_hedged(client, rs, hedger, state, attempt, i)
                 hedger = None if hedged else hedger
@@ -314,7 +314,7 @@ async def replica_attempts_async(
         tried.add(i)
         try:
             if hedger is None:
-                raw = await client._transport.send(attempt, state.deadline)
+                raw = await ametered(client._transport.send, attempt, state.deadline)
             else:
                 (i, attempt, out), hedged = await send_hedged_async(
                     client, rs, hedger, state, attempt, i

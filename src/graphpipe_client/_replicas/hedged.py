@@ -34,7 +34,7 @@ from .._exceptions import GraphPipeError, TransportError
 from .._http.abandon import Abandon
 from .._http.exchange import PreparedRequest, RawResponse
 from .._observe.log import log_ejection, logger
-from .._observe.metrics import count_ejection, count_hedge
+from .._observe.metrics import ametered, count_ejection, count_hedge, metered
 from .hedging import Hedger
 from .routing import ReplicaSet, ejects, ejects_response, retarget
 
@@ -176,7 +176,9 @@ def send_hedged(
     when = _when(hedger, state.deadline)
     if when is None:
         try:
-            out: RawResponse | GraphPipeError = client._transport.send(attempt, state.deadline)
+            out: RawResponse | GraphPipeError = metered(
+                client._transport.send, attempt, state.deadline
+            )
         except GraphPipeError as exc:
             out = exc
         if _answered(out):
@@ -185,7 +187,7 @@ def send_hedged(
     race = _Race()
     _timers.at(when, lambda: _fire(client, rs, hedger, state, attempt, index, race))
     try:
-        out = client._transport.send(attempt, state.deadline, race.primary)
+        out = metered(client._transport.send, attempt, state.deadline, abandon=race.primary)
     except GraphPipeError as exc:
         out = exc
     except BaseException:
@@ -257,7 +259,7 @@ def _run_hedge(
     started = time.monotonic()
     out: RawResponse | GraphPipeError
     try:
-        out = client._transport.send(req, state.deadline, race.hedge)
+        out = metered(client._transport.send, req, state.deadline, abandon=race.hedge)
     except GraphPipeError as exc:
         out = exc
     except BaseException as exc:
@@ -308,8 +310,8 @@ async def send_hedged_async(
     when = _when(hedger, state.deadline) if _under_asyncio() else None
     if when is None:
         try:
-            out: RawResponse | GraphPipeError = await client._transport.send(
-                attempt, state.deadline
+            out: RawResponse | GraphPipeError = await ametered(
+                client._transport.send, attempt, state.deadline
             )
         except GraphPipeError as exc:
             out = exc
@@ -317,7 +319,7 @@ async def send_hedged_async(
             hedger.record(time.monotonic() - started)
         return (index, attempt, out), False
     tasks: dict[asyncio.Future[Any], tuple[int, PreparedRequest, float]] = {
-        asyncio.ensure_future(client._transport.send(attempt, state.deadline)): (
+        asyncio.ensure_future(ametered(client._transport.send, attempt, state.deadline)): (
             index,
             attempt,
             started,
@@ -334,7 +336,7 @@ async def send_hedged_async(
                 logger.debug(
                     "hedging the call to %s on %s", attempt.endpoint.redacted, req.endpoint.redacted
                 )
-                task = asyncio.ensure_future(client._transport.send(req, state.deadline))
+                task = asyncio.ensure_future(ametered(client._transport.send, req, state.deadline))
                 tasks[task] = (j, req, time.monotonic())
         pending = set(tasks)
         last: Outcome | None = None
