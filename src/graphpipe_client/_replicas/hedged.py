@@ -350,12 +350,17 @@ async def send_hedged_async(
                     raise error
                 outcomes.append((i, req, t0, error if error is not None else t.result()))
             outcomes.sort(key=lambda o: not _answered(o[3]))  # an answer first
-            for i, req, t0, out in outcomes:
+            for n, (i, req, t0, out) in enumerate(outcomes):
                 if _answered(out):
                     hedger.record(time.monotonic() - t0)
                     if i != index:
                         hedger.hedge_won()
                         count_hedge(won=True)
+                    for other, other_req, _, other_out in outcomes[n + 1 :]:  # done too
+                        if _answered(other_out):
+                            rs.finished(other, ok=True)
+                        else:
+                            _report_failure(rs, other_req, other, other_out)
                     await _abandon(rs, tasks)
                     return (i, req, out), hedged
                 if pending:
