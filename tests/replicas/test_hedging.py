@@ -128,11 +128,18 @@ def test_eject_backoff_is_an_option_checked_at_construction(replicas: Any) -> No
 
 
 class Gate:
-    """A model whose first ``stalls`` requests wait for :attr:`release` (a stalled replica)."""
+    """A model whose first ``stalls`` requests wait for :attr:`release` (a stalled replica).
+
+    :attr:`entered` is set when a request stalls; :attr:`after`, when set to another
+    gate's ``entered``, holds every answer until that one stalls (so that a hedge cannot
+    win before the first copy has reached its replica, however slow the machine).
+    """
 
     def __init__(self, stalls: int = 1, sleep: float = 0.0) -> None:
         self.sleep = sleep
         self.release = threading.Event()
+        self.entered = threading.Event()
+        self.after: threading.Event | None = None
         self.stalls = stalls
         self.calls = 0
         self.stalled = 0
@@ -143,7 +150,10 @@ class Gate:
             self.calls += 1
             stall = self.calls <= self.stalls
             self.stalled += stall
+        if self.after is not None:
+            self.after.wait(20)
         if stall:
+            self.entered.set()
             self.release.wait(20)
         elif self.sleep:
             time.sleep(self.sleep)  # slower than a hedge's start, so that it is wanted
@@ -213,6 +223,7 @@ def test_a_stalled_call_is_answered_by_the_hedge_and_the_loser_closed(
     kind: str, replicas: Any
 ) -> None:
     (a, ga), (b, gb) = replicas(stalls=1), replicas()
+    gb.after = ga.entered
     x = np.arange(3.0)
     # A fresh replica set sends its first call to a, which stalls (until released); the
     # hedge goes to b.
@@ -245,6 +256,7 @@ def test_over_tls_the_loser_is_abandoned_too(kind: str, replicas: Any) -> None:
     client_ctx = ssl.create_default_context()
     ca.configure_trust(client_ctx)
     (a, ga), (b, gb) = replicas(stalls=1, ssl_context=server_ctx), replicas(ssl_context=server_ctx)
+    gb.after = ga.entered
     x = np.arange(3.0)
 
     def then() -> None:
@@ -292,7 +304,7 @@ def test_the_primary_wins_after_the_hedge_started_and_the_hedge_is_abandoned(
 def test_never_more_than_one_hedge_and_never_past_the_deadline(kind: str, replicas: Any) -> None:
     (a, ga), (b, gb) = replicas(stalls=5), replicas(stalls=5)
     with pytest.raises(gp.DeadlineExceeded):
-        hedged_call(kind, [a.url, b.url], np.ones(1), timeout=Timeout(total=0.5))
+        hedged_call(kind, [a.url, b.url], np.ones(1), timeout=Timeout(total=2))
     assert ga.calls + gb.calls == 2  # the first copy and one hedge: nothing else
 
 
