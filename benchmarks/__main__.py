@@ -3,7 +3,7 @@
 Usage (from the repository root; ``nox -s bench`` installs what it needs)::
 
     python -m benchmarks [--quick]
-                         [--only codec,server,large,small,throughput,memory,batched,cache,replicas,tracing,dask,coalesce]
+                         [--only codec,server,large,small,throughput,memory,batched,cache,replicas,hedge,tracing,dask,coalesce]
                          [--json PATH] [--plot PATH | --no-plot] [--strict]
 
 ``--quick`` (or ``GRAPHPIPE_BENCH_QUICK=1``) makes a shorter run with fewer
@@ -30,6 +30,7 @@ from . import (
     codec_bench,
     dask_bench,
     e2e_bench,
+    hedge_bench,
     replicas_bench,
     tracing_bench,
 )
@@ -47,6 +48,7 @@ SECTIONS = (
     "batched",
     "cache",
     "replicas",
+    "hedge",
     "tracing",
     "dask",
     "coalesce",
@@ -267,6 +269,14 @@ def main(argv: list[str] | None = None) -> int:
         figs, table = replicas_bench.run_replicas(quick, log)
         figures += figs
         results["replicas"] = table
+    if "hedge" in only:
+        log(
+            "\n[hedge] one execute after another over 2 replicas (child processes), one stalling "
+            "200 ms on 10% of its requests, with and without Hedge()"
+        )
+        figs, table = hedge_bench.run_hedge(quick, log)
+        figures += figs
+        results["hedge"] = table
     if "dask" in only:
         log(
             "\n[dask] predict on a LocalCluster of 2 worker processes vs 1, two replicas "

@@ -1,4 +1,4 @@
-"""What OpenTelemetry costs when it records nothing (issue 15's target: within 2%).
+"""What OpenTelemetry costs when it records nothing (issues 15 and 24: within 2%).
 
 A small ``Client.execute`` (1x10 f32) against the bundled server in a child
 process, in three cases that take turns within each run: the ``[otel]`` extra
@@ -8,7 +8,8 @@ cases differ by several percent from block to block (an A/A control): the
 end-to-end ratio cannot resolve 2%. So the figure with the target is the
 time the tracing check adds to a call (``start_span`` with no provider, timed
 on its own, the only code that differs), against the small call's median
-from the same run.
+from the same run. What the metrics add (a request through ``metered`` and
+``count_rows``, with the metrics API and no meter provider) is timed the same way.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 
 import graphpipe_client as gp
+from graphpipe_client._observe import metrics as _metrics
 from graphpipe_client._observe import tracing as _tracing
 
 from .child_server import ChildServer
@@ -34,6 +36,8 @@ def run_tracing(quick: bool, log: Log = print) -> tuple[list[Figure], dict[str, 
         log("  (skipped: opentelemetry-api is not installed; nox -s bench installs it)")
         return [], {"skipped": "opentelemetry-api not installed"}
     modules = _tracing._modules()
+    _metrics._otel = False
+    metrics_module = _metrics._module()
     x = np.ones((1, 10), np.float32)
     with (
         ChildServer("benchmarks.cache_bench", "--serve", "instant") as server,
@@ -41,11 +45,12 @@ def run_tracing(quick: bool, log: Log = print) -> tuple[list[Figure], dict[str, 
     ):
 
         def absent() -> object:
-            _tracing._otel = None
+            _tracing._otel = _metrics._otel = None
             return client.execute(x)
 
         def no_provider() -> object:
             _tracing._otel = modules
+            _metrics._otel = metrics_module
             return client.execute(x)
 
         runs = 31 if quick else 81
@@ -56,15 +61,35 @@ def run_tracing(quick: bool, log: Log = print) -> tuple[list[Figure], dict[str, 
         }
         samples = interleaved(cases, runs, warmup=50, run_seconds=0.05)
         req = client._prepare_execute(x, None, None, None, None, gp.UNSET)
+        outs = [x]
         _tracing._otel = modules
-        check = interleaved({"start_span": (lambda: _tracing.start_span(req, 1), 20000)}, runs)
-    _tracing._otel = False
+        _metrics._otel = metrics_module
+
+        def send(req: object, deadline: object) -> object:
+            return req
+
+        def metrics_checks() -> None:
+            # What a call adds for metrics: its request through the metered wrapper (an
+            # empty send here: the wrapper and its check), and the count of its rows.
+            _metrics.metered(send, req, None)  # type: ignore[type-var]
+            _metrics.count_rows(outs)
+
+        check = interleaved(
+            {
+                "start_span": (lambda: _tracing.start_span(req, 1), 20000),
+                "metrics": (metrics_checks, 20000),
+            },
+            runs,
+        )
+    _tracing._otel = _metrics._otel = False
     off, api, again = (median(samples[k]) for k in ("absent", "api", "absent again"))
     added = median(check["start_span"])
+    metered = median(check["metrics"])
     log(
         f"  extra absent {off * 1e6:.1f} us, API without a provider {api * 1e6:.1f} us "
         f"({api / off:.3f}x), absent again {again * 1e6:.1f} us ({again / off:.3f}x: the noise); "
-        f"the check itself {added * 1e9:.0f} ns per call"
+        f"the check itself {added * 1e9:.0f} ns per call; the metrics' checks "
+        f"{metered * 1e9:.0f} ns per call"
     )
     figures = [
         Figure(
@@ -77,6 +102,18 @@ def run_tracing(quick: bool, log: Log = print) -> tuple[list[Figure], dict[str, 
             0.02,
             "<= 2% of the call",
             samples=check["start_span"],
+            baseline_samples=samples["absent"],
+        ),
+        Figure(
+            "tracing",
+            "time the metrics checks add to Client.execute 1x10 f32 (API installed, no provider)",
+            "s",
+            metered,
+            "the call, extra absent",
+            off,
+            0.02,
+            "<= 2% of the call",
+            samples=check["metrics"],
             baseline_samples=samples["absent"],
         ),
         Figure(
@@ -96,4 +133,5 @@ def run_tracing(quick: bool, log: Log = print) -> tuple[list[Figure], dict[str, 
         "api_no_provider_s": api,
         "absent_again_s": again,
         "check_s": added,
+        "metrics_check_s": metered,
     }

@@ -36,6 +36,7 @@ from ._exceptions import (
 from ._http.config import UNSET, ClientConfig, RetryPolicy, Timeout
 from ._jobs.coalesce import Coalesce
 from ._jobs.row_cache import CacheStats, RowCache
+from ._replicas.hedging import Hedge, HedgeStats
 from ._replicas.routing import ReplicaStats
 from ._version import __version__
 from ._wire.dtypes import DataType
@@ -59,6 +60,8 @@ __all__ = [
     "ErrorEntry",
     "GraphPipeError",
     "HTTPStatusError",
+    "Hedge",
+    "HedgeStats",
     "IOMetadata",
     "InvalidHeader",
     "InvalidOption",

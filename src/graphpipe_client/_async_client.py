@@ -27,6 +27,7 @@ from ._jobs.drivers import run_tasks, stream_tasks
 from ._jobs.plan import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, OnError, check_run_options
 from ._jobs.progress import ProgressArg
 from ._jobs.row_cache import InferCall
+from ._observe.metrics import ametered, count_rows
 from ._observe.tracing import start_span
 from ._replicas.attempts import cancel_probes, probe_all_async, replica_attempts_async
 from ._transports.asynchronous import AsyncTransport
@@ -277,12 +278,16 @@ class AsyncClient(ClientBase[AsyncTransport]):
     async def _infer(self, call: InferCall | Member) -> list[np.ndarray]:
         """Send a request and interpret its answer; through the row cache, as it directs."""
         if isinstance(call, PreparedRequest):
-            return interpret_infer(call, await self._send(call))
+            outputs = interpret_infer(call, await self._send(call))
+            count_rows(outputs)
+            return outputs
         if isinstance(call, Member):
             assert self._coalescer is not None
             return await self._coalescer.run(call)
         while call.req is not None:
-            call.feed(interpret_infer(call.req, await self._send(call.req)))
+            outputs = interpret_infer(call.req, await self._send(call.req))
+            count_rows(outputs)  # the rows the server scored: those not cached
+            call.feed(outputs)
         return call.result
 
     async def _send(self, req: PreparedRequest) -> RawResponse:
@@ -303,7 +308,7 @@ class AsyncClient(ClientBase[AsyncTransport]):
         state = RetryState(self._config, req)
         while True:
             try:
-                raw = await self._transport.send(req, state.deadline)
+                raw = await ametered(self._transport.send, req, state.deadline)
             except GraphPipeError as exc:
                 delay = state.after_error(exc)
             else:

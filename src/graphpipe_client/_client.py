@@ -27,6 +27,7 @@ from ._jobs.drivers import run_threads, stream_threads
 from ._jobs.plan import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, OnError, check_run_options
 from ._jobs.progress import ProgressArg
 from ._jobs.row_cache import InferCall
+from ._observe.metrics import count_rows, metered
 from ._observe.tracing import start_span
 from ._replicas.attempts import probe_all_sync, replica_attempts
 from ._transports.sync import SyncTransport
@@ -93,6 +94,15 @@ class Client(ClientBase[SyncTransport]):
             this client are merged into one request of up to ``max_rows``
             rows, sent when full or after ``max_wait`` (``docs/coalescing.md``).
             Default ``None``: each call is its own request.
+        eject_backoff: how long a replica stays out of rotation after it
+            refused a connection or answered 503: ``(first, longest)`` seconds,
+            doubled for each consecutive failure up to ``longest`` (with
+            jitter), or one number for a back-off that does not grow. Default
+            ``(0.5, 30.0)``.
+        hedge: a :class:`Hedge`: a call still unanswered after its delay is
+            sent to a second replica, the first answer wins (needs
+            ``idempotent=True`` and at least 2 replicas; ``docs/replicas.md``).
+            Default ``None``: no hedging.
 
     Example:
         >>> import numpy as np
@@ -406,12 +416,16 @@ class Client(ClientBase[SyncTransport]):
     def _infer(self, call: InferCall | Member) -> list[np.ndarray]:
         """Send a request and interpret its answer; through the row cache, as it directs."""
         if isinstance(call, PreparedRequest):
-            return interpret_infer(call, self._send(call))
+            outputs = interpret_infer(call, self._send(call))
+            count_rows(outputs)
+            return outputs
         if isinstance(call, Member):
             assert self._coalescer is not None
             return self._coalescer.run(call)
         while call.req is not None:
-            call.feed(interpret_infer(call.req, self._send(call.req)))
+            outputs = interpret_infer(call.req, self._send(call.req))
+            count_rows(outputs)  # the rows the server scored: those not cached
+            call.feed(outputs)
         return call.result
 
     def _send(self, req: PreparedRequest) -> RawResponse:
@@ -432,7 +446,7 @@ class Client(ClientBase[SyncTransport]):
         state = RetryState(self._config, req)
         while True:
             try:
-                raw = self._transport.send(req, state.deadline)
+                raw = metered(self._transport.send, req, state.deadline)
             except GraphPipeError as exc:
                 delay = state.after_error(exc)
             else:

@@ -40,7 +40,14 @@ from ._jobs.coalesce import Batch, Coalesce, Member, member_of
 from ._jobs.plan import RowPlan, check_run_options
 from ._jobs.progress import ProgressArg, Reporter, check_progress, make_reporter
 from ._jobs.row_cache import InferCall, RowCache
-from ._replicas.routing import ReplicaSet, ReplicaStats
+from ._replicas.hedging import Hedge, HedgeStats, check_hedge
+from ._replicas.routing import (
+    EJECT_BACKOFF,
+    EJECT_BACKOFF_MAX,
+    ReplicaSet,
+    ReplicaStats,
+    check_backoff,
+)
 from ._wire.messages import ModelMetadata
 
 __all__ = ["ClientBase", "URLArg", "outputs_by_name"]
@@ -163,6 +170,8 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         cache: RowCache | None = None,
         keepalive_expiry: float | None = DEFAULT_KEEPALIVE_EXPIRY,
         coalesce: Coalesce | None = None,
+        eject_backoff: float | tuple[float, float] = (EJECT_BACKOFF, EJECT_BACKOFF_MAX),
+        hedge: Hedge | None = None,
     ) -> None:
         if cache is not None and not isinstance(cache, RowCache):
             raise InvalidOption(f"cache must be a RowCache or None, not {type(cache).__name__}")
@@ -172,6 +181,9 @@ class ClientBase(abc.ABC, Generic[TransportT]):
                 f"not {type(coalesce).__name__}"
             )
         self._row_cache = cache
+        self._eject_backoff = check_backoff(eject_backoff)
+        bound = None if url is None else len(url) if isinstance(url, (list, tuple)) else 1
+        self._hedge = check_hedge(hedge, idempotent, bound)
         # Replica sets by key: the client's own (a list given as url) and per-call lists.
         self._replica_sets: dict[str, ReplicaSet] = {}
         self._sets_lock = threading.Lock()
@@ -278,6 +290,15 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         """The statistics of the replica list ``urls`` as used in calls (``url=[...]``)."""
         return self._replica_set(urls).stats()
 
+    def hedge_stats(self, urls: list[str] | tuple[str, ...] | None = None) -> HedgeStats | None:
+        """The hedging counters of the replicas this client is bound to (or of the list
+        ``urls`` as used in calls): calls, hedges sent, hedges that answered first.
+
+        ``None`` when those calls are not hedged (no ``hedge=``, or one replica).
+        """
+        rs = self._replica_sets.get(self._url or "") if urls is None else self._replica_set(urls)
+        return None if rs is None or rs.hedger is None else rs.hedger.stats()
+
     def _key(self, url: URLArg) -> str:
         """The key of a model URL (checked) or of a replica list (its set made on first use)."""
         if isinstance(url, (list, tuple)):
@@ -290,7 +311,10 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         with self._sets_lock:
             rs = self._replica_sets.get(key)
             if rs is None:
-                rs = self._replica_sets[key] = ReplicaSet(urls)
+                first, longest = self._eject_backoff
+                rs = self._replica_sets[key] = ReplicaSet(
+                    urls, backoff=first, backoff_max=longest, hedge=self._hedge
+                )
             return rs
 
     def _routed(self, key: str) -> tuple[str, ReplicaSet | None]:

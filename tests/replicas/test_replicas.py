@@ -354,8 +354,8 @@ def test_every_replica_down_fails_fast_then_waits_for_the_earliest(
     b.stop()
 
     async def amain(client: AsyncClient) -> None:
-        with pytest.raises(ConnectError):
-            await client.execute(x, timeout=Timeout(total=5))
+        with pytest.raises(ConnectError, match="past the call's deadline"):
+            await client.execute(x, timeout=Timeout(total=1))
         with pytest.raises(ConnectError, match="every replica is out of rotation"):
             await client.execute(x)
         a.start()
@@ -364,8 +364,9 @@ def test_every_replica_down_fails_fast_then_waits_for_the_earliest(
 
     if kind == "sync":
         with Client([a.url, b.url], retries=2) as client:
-            with pytest.raises(ConnectError):
-                client.execute(x, timeout=Timeout(total=5))  # both refuse: both ejected
+            with pytest.raises(ConnectError, match="past the call's deadline"):
+                # both refuse: both ejected; the call waits and probes until its deadline
+                client.execute(x, timeout=Timeout(total=1))
             assert [s.ready for s in client.replicas] == [False, False]
             with pytest.raises(ConnectError, match="every replica is out of rotation"):
                 client.execute(x)  # still down, and no deadline lets it wait that long
@@ -380,6 +381,35 @@ def test_every_replica_down_fails_fast_then_waits_for_the_earliest(
                 await amain(client)
 
         asyncio.run(main())
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_short_outage_of_every_replica_is_ridden_out_by_the_deadline_alone(
+    kind: str, replicas: Any
+) -> None:
+    """Both replicas down for 1.5 s; a call with a 20 s deadline and the default 2 retries
+    waits for them (its waits and probes spend no retries) and is answered."""
+    (a, ca), (b, cb) = replicas(), replicas()
+    x = np.ones(2)
+    a.stop()
+    b.stop()
+    back = threading.Timer(1.5, lambda: (a.start(), b.start()))
+
+    async def acall() -> Any:
+        async with AsyncClient([a.url, b.url]) as client:
+            return await client.execute(x, timeout=Timeout(total=20))
+
+    back.start()
+    try:
+        if kind == "sync":
+            with Client([a.url, b.url]) as client:
+                y = client.execute(x, timeout=Timeout(total=20))
+        else:
+            y = asyncio.run(acall())
+    finally:
+        back.join()
+    assert np.array_equal(y, x * 2)
+    assert ca.calls + cb.calls == 1
 
 
 def test_readiness_and_metadata_of_a_replica_set(replicas: Any) -> None:

@@ -752,9 +752,9 @@ def test_a_request_not_written_on_a_stale_connection_is_resent_once(
     attempts: list[bool] = []
     real = _transport_sync.SyncTransport._send_once
 
-    def send_once(self: Any, req: Any, deadline: Any, *, may_resend: bool) -> Any:
+    def send_once(self: Any, req: Any, deadline: Any, *, may_resend: bool, **kw: Any) -> Any:
         attempts.append(may_resend)
-        return real(self, req, deadline, may_resend=may_resend)
+        return real(self, req, deadline, may_resend=may_resend, **kw)
 
     monkeypatch.setattr(_transport_sync.SyncTransport, "_send_once", send_once)
     action, go = answer_then(reset_now)

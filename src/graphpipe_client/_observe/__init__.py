@@ -1,8 +1,10 @@
-"""Observability hooks: the ``graphpipe_client`` logger and OpenTelemetry spans.
+"""Observability hooks: the ``graphpipe_client`` logger, OpenTelemetry spans and metrics.
 
-Holds ``log`` (one DEBUG line per exchange, retries and replica changes) and
+Holds ``log`` (one DEBUG line per exchange, retries and replica changes),
 ``tracing`` (a span per call, ``traceparent`` in the request, when the
-``[otel]`` extra and a tracer provider are there). Every layer above may call
+``[otel]`` extra and a tracer provider are there) and ``metrics`` (the HTTP
+client instruments and GraphPipe's own, when the extra and a meter provider
+are there). Every layer above may call
 them; they read a request or a response only through the small protocols they
 declare, so that they depend on nothing above them.
 

@@ -12,9 +12,12 @@ The rules (see ``docs/replicas.md``):
 - a replica out of rotation whose back-off is over is probed with
   ``is_ready`` in the background (a thread, or a task of the running loop)
   while the others serve; when every replica is out of rotation, the call
-  itself waits for the earliest back-off to end (one retry of its budget,
-  within its deadline and at most ``RetryPolicy.backoff_max``) and probes
-  it; otherwise it fails with :class:`ConnectError`.
+  itself waits for the earliest back-off to end and probes it: a call with a
+  deadline as often as its deadline allows (no retry spent), one without
+  spends one retry per wait of at most ``RetryPolicy.backoff_max``; otherwise
+  it fails with :class:`ConnectError`;
+- with a :class:`~.hedging.Hedge`, an attempt may be raced against a copy on
+  another replica (:mod:`.hedged`), once per call.
 """
 
 from __future__ import annotations
@@ -26,10 +29,13 @@ from collections.abc import Awaitable
 from typing import Any, Protocol
 
 from .._exceptions import ConnectError, GraphPipeError
+from .._http.abandon import Abandon
 from .._http.config import ClientConfig, Timeout
 from .._http.exchange import PreparedRequest, RawResponse
 from .._http.retries import RetryState
 from .._observe.log import log_ejection, log_reinstated, log_retry
+from .._observe.metrics import ametered, count_ejection, metered
+from .hedged import send_hedged, send_hedged_async
 from .routing import Choice, ReplicaSet, ejects, ejects_response, retarget
 
 __all__ = [
@@ -44,7 +50,9 @@ __all__ = [
 # What this module uses of a client. ``Client`` and ``AsyncClient`` have these
 # (private) members; the clients' layer sits above this one, so it is named by shape.
 class _SyncSender(Protocol):
-    def send(self, req: PreparedRequest, deadline: float | None = ...) -> RawResponse: ...
+    def send(
+        self, req: PreparedRequest, deadline: float | None = ..., abandon: Abandon | None = ...
+    ) -> RawResponse: ...
 
 
 class _AsyncSender(Protocol):
@@ -91,14 +99,24 @@ def _why(exc: GraphPipeError) -> str:
 
 
 def _all_out(rs: ReplicaSet, state: RetryState, wait: float, last: BaseException | None) -> float:
-    """The pause of a call that found every replica out of rotation; raises when it cannot wait."""
+    """The pause of a call that found every replica out of rotation; raises when it cannot wait.
+
+    A call with a deadline waits as long as its deadline allows: the waits
+    and the probes send it nowhere, so they spend none of its retries (the
+    retry granted by the failure that ejected the last replica is the send
+    after a successful probe). Without a deadline, each wait is one retry of
+    the budget, at most ``backoff_max`` long: the only bound there is.
+    """
     why = rs.last_error() or "no replica in rotation"
-    if state.attempt >= state.policy.retries:
+    if state.deadline is not None:
+        if time.monotonic() + wait < state.deadline:
+            log_retry(state.req, state.attempt, state.policy.retries, wait, "every replica ejected")
+            return wait
+        reason = f"the earliest is back in {wait:.2f} s, past the call's deadline"
+    elif state.attempt >= state.policy.retries:
         reason = f"its {state.policy.retries} retries are spent"
     elif wait > state.policy.backoff_max:
         reason = f"the earliest is back in {wait:.2f} s, over backoff_max"
-    elif state.deadline is not None and time.monotonic() + wait >= state.deadline:
-        reason = f"the earliest is back in {wait:.2f} s, past the call's deadline"
     else:
         state.attempt += 1
         log_retry(state.req, state.attempt, state.policy.retries, wait, "every replica ejected")
@@ -117,6 +135,7 @@ def _after_error(
     eject = ejects(exc)
     if rs.finished(index, ok=False, error=_why(exc) if eject else None):
         log_ejection(req, _why(exc))
+        count_ejection(req)
     if not (state._retryable(exc) and state.attempt < state.policy.retries):
         raise exc
     elsewhere = _elsewhere(rs, index)
@@ -142,6 +161,7 @@ def _after_response(
         return None
     if rs.finished(index, ok=False, error=f"HTTP {raw.status} {raw.reason}".strip()):
         log_ejection(req, f"HTTP {raw.status}")
+        count_ejection(req)
     if raw.status not in state.policy.statuses or state.attempt >= state.policy.retries:
         return None
     if _elsewhere(rs, index):
@@ -176,6 +196,7 @@ def replica_attempts(client: Client, req: PreparedRequest, rs: ReplicaSet) -> Ra
     state = RetryState(config, req)
     tried: set[int] = set()
     last: BaseException | None = None
+    hedger = rs.hedger  # None once the call has sent its one hedge
     while True:
         choice = rs.choose(tried)
         for i in choice.probes:
@@ -191,7 +212,15 @@ def replica_attempts(client: Client, req: PreparedRequest, rs: ReplicaSet) -> Ra
         attempt = retarget(config, req, rs.endpoint(i))
         tried.add(i)
         try:
-            raw = client._transport.send(attempt, state.deadline)
+            if hedger is None:
+                raw = metered(client._transport.send, attempt, state.deadline)
+            else:
+                (i, attempt, out), hedged = send_hedged(client, rs, hedger, state, attempt, i)
+                hedger = None if hedged else hedger
+                tried.add(i)
+                if isinstance(out, GraphPipeError):
+                    raise out
+                raw = out
         except GraphPipeError as exc:
             last = exc
             delay = _after_error(rs, state, attempt, i, exc)
@@ -264,6 +293,7 @@ async def replica_attempts_async(
     state = RetryState(config, req)
     tried: set[int] = set()
     last: BaseException | None = None
+    hedger = rs.hedger  # None once the call has sent its one hedge
     while True:
         choice = rs.choose(tried)
         for i in choice.probes:
@@ -283,7 +313,17 @@ async def replica_attempts_async(
         attempt = retarget(config, req, rs.endpoint(i))
         tried.add(i)
         try:
-            raw = await client._transport.send(attempt, state.deadline)
+            if hedger is None:
+                raw = await ametered(client._transport.send, attempt, state.deadline)
+            else:
+                (i, attempt, out), hedged = await send_hedged_async(
+                    client, rs, hedger, state, attempt, i
+                )
+                hedger = None if hedged else hedger
+                tried.add(i)
+                if isinstance(out, GraphPipeError):
+                    raise out
+                raw = out
         except GraphPipeError as exc:
             last = exc
             delay = _after_error(rs, state, attempt, i, exc)

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Final
 
 from .._exceptions import ConnectError, InvalidOption, TLSError
 from .._http.exchange import Endpoint, parse_endpoint
+from .hedging import Hedge, Hedger
 
 if TYPE_CHECKING:
     from .._exceptions import GraphPipeError
@@ -45,6 +46,7 @@ __all__ = [
     "Choice",
     "ReplicaSet",
     "ReplicaStats",
+    "check_backoff",
     "ejects",
     "ejects_response",
     "retarget",
@@ -55,6 +57,27 @@ __all__ = [
 #: :data:`EJECT_BACKOFF_MAX`, with jitter (between half and all of it).
 EJECT_BACKOFF: Final = 0.5
 EJECT_BACKOFF_MAX: Final = 30.0
+
+
+def check_backoff(value: object) -> tuple[float, float]:
+    """The ``eject_backoff=`` option checked: ``(first, longest)`` seconds, or one number
+    for a back-off that does not grow."""
+    pair = value if isinstance(value, tuple) else (value, value)
+    if len(pair) != 2 or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < float("inf")
+        for v in pair
+    ):
+        raise InvalidOption(
+            "eject_backoff is (first, longest) seconds a replica stays out of rotation, two "
+            f"positive numbers such as (0.5, 30.0), or one number; got {value!r}"
+        )
+    first, longest = float(pair[0]), float(pair[1])
+    if first > longest:
+        raise InvalidOption(
+            f"eject_backoff is (first, longest): the first back-off {first:g} s is longer "
+            f"than the longest {longest:g} s"
+        )
+    return first, longest
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +187,8 @@ class ReplicaSet:
         urls: the replicas' URLs (at least one).
         backoff: the first ejection's back-off, in seconds.
         backoff_max: the longest back-off.
+        hedge: the client's :class:`Hedge` option: this set's :attr:`hedger`
+            (``None``: no hedging; a set of one replica is never hedged).
         clock: ``time.monotonic`` (a test can pass its own).
     """
 
@@ -173,6 +198,7 @@ class ReplicaSet:
         *,
         backoff: float = EJECT_BACKOFF,
         backoff_max: float = EJECT_BACKOFF_MAX,
+        hedge: Hedge | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.urls = check_urls(urls)
@@ -183,6 +209,7 @@ class ReplicaSet:
         self.backoff = backoff
         self.backoff_max = backoff_max
         self.clock = clock
+        self.hedger = Hedger(hedge) if hedge is not None and len(self.urls) > 1 else None
 
     @staticmethod
     def key_of(urls: Sequence[str]) -> str:
@@ -244,6 +271,21 @@ class ReplicaSet:
             # Only probes in flight (pending empty): look again shortly.
             wait = max(0.0, min(pending) - now) if pending else 0.02
             return Choice("wait", wait=wait)
+
+    def choose_other(self, index: int) -> int | None:
+        """Where a hedge of an attempt on ``index`` goes: the replica in rotation other
+        than ``index`` with the fewest in flight (now counted in flight), or ``None``."""
+        with self._lock:
+            others = [
+                i for i, r in enumerate(self._replicas) if i != index and r.ejected_until is None
+            ]
+            if not others:
+                return None
+            pick = min(others, key=lambda i: self._replicas[i].in_flight)
+            r = self._replicas[pick]
+            r.in_flight += 1
+            r.sent += 1
+            return pick
 
     def finished(
         self, index: int, *, ok: bool, error: str | None = None, now: float | None = None

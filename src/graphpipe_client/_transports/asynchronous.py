@@ -85,6 +85,7 @@ from .._http.exchange import (
 from .._http.keepalive import Peer, idle_limit
 from .._http.proxy import Proxy, ProxyChooser
 from .._observe.log import debug_enabled, log_exchange, log_failure, logger
+from .._observe.metrics import watch_pools
 from .._wire.messages import EncodedMessage
 from .asyncio_direct import AsyncioTransport
 from .tls import make_ssl_context, warn_unverified
@@ -407,6 +408,7 @@ class AsyncTransport:
         self._fast = AsyncioTransport(self._ssl, config.pool_size, config.keepalive_expiry)
         self._abandoned: list[object] = []
         _transports.add(self)
+        watch_pools(self._fast)  # (httpx's pools, for proxies and trio, are not counted)
 
     def _forget_pools(self) -> None:
         self._abandoned.append(self._pools)

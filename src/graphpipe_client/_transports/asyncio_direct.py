@@ -660,6 +660,20 @@ class AsyncioTransport:
         )
         self._heads: dict[tuple[str, Any, tuple[tuple[str, str], ...]], bytes] = {}
 
+    def connection_counts(self) -> list[tuple[str, int, str, int]]:
+        """``(host, port, state, count)`` of the connections of every loop, for the metrics.
+
+        ``idle``: open and waiting in a pool; ``active``: opening, or in an
+        exchange. Read from another thread without a lock: a snapshot.
+        """
+        out = []
+        for pools in list(self._loops.values()):
+            for (_, host, port), pool in list(pools.hosts.items()):
+                idle = len(pool.idle)
+                out.append((host, port, "idle", idle))
+                out.append((host, port, "active", max(0, pool.count - idle)))
+        return out
+
     def forget(self) -> object:
         """Forget every connection without closing it (after ``fork()``, in the child).
 

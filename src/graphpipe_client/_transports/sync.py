@@ -40,6 +40,7 @@ fails loudly:
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import queue
 import socket
@@ -70,6 +71,7 @@ from .._exceptions import (
     TransportError,
 )
 from .._http import http11 as h11
+from .._http.abandon import Abandon
 from .._http.config import ClientConfig
 from .._http.exchange import (
     ERROR_BODY_BYTES,
@@ -87,6 +89,7 @@ from .._http.exchange import (
 from .._http.keepalive import Peer, idle_limit
 from .._http.proxy import Proxy, ProxyChooser
 from .._observe.log import debug_enabled, log_exchange, log_failure, logger
+from .._observe.metrics import watch_pools
 from .tls import make_ssl_context, warn_unverified
 
 __all__ = ["SyncTransport"]
@@ -333,6 +336,15 @@ class _ResponseReader:
                 yield chunk
 
 
+def _shutdown(sock: Any) -> None:
+    """End a connection in use on another thread: its blocked reads and writes return at once.
+
+    ``socket.socket``'s own ``shutdown``, on a TLS socket too: ``SSLSocket``'s
+    would tear its TLS state down under the reading thread.
+    """
+    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
 class _NoResponse(Exception):
     """The connection ended cleanly before any byte of a response."""
 
@@ -377,6 +389,7 @@ class SyncTransport:
         self._abandoned: list[object] = []
         with _transports_lock:
             _transports.add(self)
+        watch_pools(self)
 
     def _manager(self, proxy: Proxy | None) -> urllib3.PoolManager:
         manager = self._managers.get(proxy)
@@ -411,10 +424,35 @@ class SyncTransport:
         for manager in list(self._managers.values()):
             manager.clear()
 
-    def send(self, req: PreparedRequest, deadline: float | None = None) -> RawResponse:
+    def connection_counts(self) -> list[tuple[str, int, str, int]]:
+        """``(host, port, state, count)`` of the pooled connections, for the metrics.
+
+        ``idle``: open connections waiting in a pool; ``active``: connections
+        taken out of a pool by a request (connecting, or in an exchange).
+        A connection opened beyond ``pool_size`` is not counted. Read from
+        another thread without a lock: a snapshot, possibly a request off.
+        """
+        out = []
+        for manager in list(self._managers.values()):
+            for key in manager.pools.keys():  # noqa: SIM118 - the container's own locked copy
+                pool: Any = manager.pools.get(key)
+                slots = None if pool is None else pool.pool
+                if slots is None:
+                    continue
+                queued = list(slots.queue)
+                idle = sum(1 for c in queued if c is not None and c.sock is not None)
+                out.append((pool.host, pool.port, "idle", idle))
+                out.append((pool.host, pool.port, "active", max(0, slots.maxsize - len(queued))))
+        return out
+
+    def send(
+        self, req: PreparedRequest, deadline: float | None = None, abandon: Abandon | None = None
+    ) -> RawResponse:
         """Send ``req``; map every failure to a :class:`GraphPipeError`.
 
         ``deadline`` (``time.monotonic()`` seconds) bounds every wait.
+        ``abandon`` (a hedged call's attempt) lets another thread end the
+        exchange: its socket is shut down, and the connection closed, not pooled.
 
         A request is sent once more, on a new connection, only when the first
         attempt was on a reused keep-alive connection and provably did not
@@ -426,18 +464,18 @@ class SyncTransport:
         """
         if not debug_enabled():
             try:
-                return self._send_once(req, deadline, may_resend=True)
+                return self._send_once(req, deadline, may_resend=True, abandon=abandon)
             except _NotSent:
-                return self._send_once(req, deadline, may_resend=False)
+                return self._send_once(req, deadline, may_resend=False, abandon=abandon)
         started = time.perf_counter()
         try:
             try:
-                raw = self._send_once(req, deadline, may_resend=True)
+                raw = self._send_once(req, deadline, may_resend=True, abandon=abandon)
             except _NotSent:
                 logger.debug(
                     "%s: the connection was closed; sending once more", req.endpoint.redacted
                 )
-                raw = self._send_once(req, deadline, may_resend=False)
+                raw = self._send_once(req, deadline, may_resend=False, abandon=abandon)
         except GraphPipeError as exc:
             log_failure(req, exc, started)
             raise
@@ -445,7 +483,12 @@ class SyncTransport:
         return raw
 
     def _send_once(
-        self, req: PreparedRequest, deadline: float | None, *, may_resend: bool
+        self,
+        req: PreparedRequest,
+        deadline: float | None,
+        *,
+        may_resend: bool,
+        abandon: Abandon | None = None,
     ) -> RawResponse:
         ep = req.endpoint
         where = ep.redacted
@@ -463,12 +506,18 @@ class SyncTransport:
                 reused = False
             if not reused:
                 self._connect(conn, req, clock, proxy)
+            if abandon is not None:
+                abandon.watch(functools.partial(_shutdown, conn.sock))
             forward = proxy is not None and ep.scheme == "http"
             raw, keep = self._exchange(conn, req, clock, reused and may_resend, forward, proxy)
         except BaseException:
+            if abandon is not None:
+                abandon.release()
             conn.close()
             pool._put_conn(conn)
             raise
+        if abandon is not None and abandon.release():
+            keep = False  # the loser of a hedged call: never pooled
         if not keep:
             conn.close()
         else:
