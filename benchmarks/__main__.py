@@ -3,7 +3,7 @@
 Usage (from the repository root; ``nox -s bench`` installs what it needs)::
 
     python -m benchmarks [--quick]
-                         [--only codec,server,large,small,throughput,memory,batched,cache,replicas,tracing,dask]
+                         [--only codec,server,large,small,throughput,memory,batched,cache,replicas,tracing,dask,percall]
                          [--json PATH] [--plot PATH | --no-plot] [--strict]
 
 ``--quick`` (or ``GRAPHPIPE_BENCH_QUICK=1``) makes a shorter run with fewer
@@ -29,6 +29,7 @@ from . import (
     codec_bench,
     dask_bench,
     e2e_bench,
+    percall_bench,
     replicas_bench,
     tracing_bench,
 )
@@ -48,6 +49,7 @@ SECTIONS = (
     "replicas",
     "tracing",
     "dask",
+    "percall",
 )
 
 
@@ -61,6 +63,8 @@ def _fmt(value: float | None, unit: str) -> str:
         return f"{value * 1e9:.3g} ns"
     if unit == "B":
         return f"{value / 1e6:.2f} MB"
+    if unit == "calls":
+        return f"{value:.2f}"
     return f"{value:,.0f} {unit}"
 
 
@@ -273,6 +277,14 @@ def main(argv: list[str] | None = None) -> int:
         figs, table = dask_bench.run_dask(quick, log)
         figures += figs
         results["dask"] = table
+    if "percall" in only:
+        log(
+            "\n[percall] instructions (callgrind) and system calls (strace) per small call, "
+            "the client process only"
+        )
+        figs, table = percall_bench.run_percall(quick, log)
+        figures += figs
+        results["percall"] = table
     busy = watch.stop()
     info["busy_during"] = busy
     results["seconds"] = time.perf_counter() - started
