@@ -43,6 +43,7 @@ __all__ = [
     "is_interim",
     "parse_chunk_size",
     "parse_head",
+    "parse_head_once",
 ]
 
 #: Longest response head (status line and header fields) accepted.
@@ -137,6 +138,30 @@ def parse_head(data: bytes) -> ResponseHead:
         text = value.strip().decode("latin-1")
         headers[last] = f"{headers[last]}, {text}" if last in headers else text
     return ResponseHead(status, reason, version, headers)
+
+
+#: Heads remembered by :func:`parse_head_once` (then all forgotten at once).
+MAX_REMEMBERED_HEADS: Final = 64
+
+_HEADS: dict[bytes, ResponseHead] = {}
+
+
+def parse_head_once(data: bytes) -> ResponseHead:
+    """:func:`parse_head`, done once for each distinct head: equal bytes, equal parse.
+
+    A server answers the same head bytes call after call (same status,
+    headers and length). A head whose bytes equal one that already passed
+    every check of :func:`parse_head` gets that parse again; any other head
+    is parsed and checked in full (and one that fails is not remembered).
+    The result is shared: its ``headers`` must be read, never changed.
+    """
+    head = _HEADS.get(data)
+    if head is None:
+        head = parse_head(data)
+        if len(_HEADS) >= MAX_REMEMBERED_HEADS:
+            _HEADS.clear()
+        _HEADS[data] = head
+    return head
 
 
 def is_interim(status: int) -> bool:

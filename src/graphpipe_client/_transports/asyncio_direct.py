@@ -450,7 +450,7 @@ class _Connection(asyncio.BufferedProtocol):
             end, size = found
             if end - self.start > h11.MAX_HEAD_BYTES:
                 raise h11.ProtocolViolation("the response head is over 64 KiB")
-            head = h11.parse_head(bytes(self.buf[self.start : end]))
+            head = h11.parse_head_once(bytes(self.buf[self.start : end]))
             self.start = end + size
             self._consumed()
             if head.status == 101:

@@ -105,6 +105,12 @@ DIRECT_READ: Final = 256 << 10
 IOV_MAX: Final = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
 
 
+def _set_timeout(sock: Any, timeout: float | None) -> None:
+    """``sock.settimeout(timeout)``, which costs a system call, only when it changes."""
+    if sock.gettimeout() != timeout:
+        sock.settimeout(timeout)
+
+
 def _send_gathered(sock: Any, parts: list[bytes | bytearray | memoryview]) -> None:
     """Write ``parts`` one after the other in as few system calls as possible.
 
@@ -117,6 +123,22 @@ def _send_gathered(sock: Any, parts: list[bytes | bytearray | memoryview]) -> No
         sock.sendall(b"".join(parts))
         return
     views = [v for v in (memoryview(p).cast("B") for p in parts) if v.nbytes]
+    # First one writev straight on the descriptor: a socket with a timeout is
+    # non-blocking underneath, and sendmsg would poll before writing; a small
+    # request almost always fits in the socket's buffer at once. What is left
+    # (EAGAIN, a partial write) goes through sendmsg and its timeout.
+    try:
+        sent = os.writev(sock.fileno(), views[:IOV_MAX])
+    except BlockingIOError:
+        sent = 0
+    while sent:
+        n = views[0].nbytes
+        if sent >= n:
+            sent -= n
+            del views[0]
+        else:
+            views[0] = views[0][sent:]
+            sent = 0
     while views:
         sent = sock.sendmsg(views[:IOV_MAX])
         while sent:
@@ -204,7 +226,7 @@ class _ResponseReader:
     def _recv_into(self, view: memoryview) -> int:
         clock = self.clock
         if clock.deadline is not None:
-            self.sock.settimeout(clock.wait(clock.read))
+            _set_timeout(self.sock, clock.wait(clock.read))
         try:
             n: int = self.sock.recv_into(view)
         except TimeoutError:
@@ -248,7 +270,7 @@ class _ResponseReader:
             end, size = found
             if end - self.pos > h11.MAX_HEAD_BYTES:
                 raise h11.ProtocolViolation("the response head is over 64 KiB")
-            head = h11.parse_head(bytes(self.buf[self.pos : end]))
+            head = h11.parse_head_once(bytes(self.buf[self.pos : end]))
             self.pos = end + size
             if head.status == 101:
                 raise h11.ProtocolViolation("the server switched protocols (101)")
@@ -372,6 +394,8 @@ class SyncTransport:
         self._managers_lock = threading.Lock()
         # Request heads, per method, endpoint, headers and proxy.
         self._heads: dict[tuple[str, Endpoint, tuple[tuple[str, str], ...], bool], bytes] = {}
+        # The proxy and pool of each endpoint (see _route).
+        self._routes: dict[Endpoint, tuple[Proxy | None, Any]] = {}
         self._abandoned: list[object] = []
         with _transports_lock:
             _transports.add(self)
@@ -385,6 +409,20 @@ class SyncTransport:
             if manager is None:
                 manager = self._managers[proxy] = self._new_manager(proxy)
             return manager
+
+    def _route(self, ep: Endpoint) -> tuple[Proxy | None, Any]:
+        """The proxy (if any) and the pool of ``ep``, remembered for the next calls.
+
+        urllib3 normalises a pool key on every lookup; a pool it has since
+        closed (evicted, or cleared by :meth:`close`) has ``pool.pool is None``
+        and is looked up again.
+        """
+        proxy = self._proxies.choose(ep.scheme, ep.host, ep.port)
+        pool = self._manager(proxy).connection_from_host(ep.host, ep.port, ep.scheme)
+        if len(self._routes) >= 256:
+            self._routes.clear()
+        self._routes[ep] = (proxy, pool)
+        return proxy, pool
 
     def _new_manager(self, proxy: Proxy | None) -> urllib3.PoolManager:
         config = self._config
@@ -402,6 +440,7 @@ class SyncTransport:
         # child's copies of the parent's file descriptors behind its back.
         self._abandoned.append(self._managers)
         self._managers = {}
+        self._routes = {}
         self._managers_lock = threading.Lock()  # another thread may have held it at fork
 
     def close(self) -> None:
@@ -449,8 +488,10 @@ class SyncTransport:
         where = ep.redacted
         clock = _Clock(req.timeout.read, deadline)
         try:
-            proxy = self._proxies.choose(ep.scheme, ep.host, ep.port)
-            pool = self._manager(proxy).connection_from_host(ep.host, ep.port, ep.scheme)
+            route = self._routes.get(ep)
+            if route is None or route[1].pool is None:  # new, or closed (evicted, cleared)
+                route = self._route(ep)
+            proxy, pool = route
             conn: Any = _checkout(pool)
         except (HTTPError, OSError) as exc:  # e.g. a closed pool
             raise TransportError(f"request to {where} failed: {_reason(exc)}", url=where) from exc
@@ -528,7 +569,7 @@ class SyncTransport:
     ) -> None:
         body = req.body
         head = self._head(req, forward) + b"%d\r\n\r\n" % body.nbytes
-        sock.settimeout(clock.wait(req.timeout.read))
+        _set_timeout(sock, clock.wait(req.timeout.read))
         if body.nbytes <= SMALL_BODY:
             _send_gathered(sock, [head, *body.segments])
             return
@@ -537,7 +578,7 @@ class SyncTransport:
             view = memoryview(segment).cast("B")
             for start in range(0, view.nbytes, SEND_SLICE):
                 if clock.deadline is not None:
-                    sock.settimeout(clock.wait(req.timeout.read))
+                    _set_timeout(sock, clock.wait(req.timeout.read))
                 sock.sendall(view[start : start + SEND_SLICE])  # straight from the array
 
     def _exchange(
@@ -575,7 +616,7 @@ class SyncTransport:
                 write_error = exc
             reader = _ResponseReader(sock, clock)
             if clock.deadline is None:
-                sock.settimeout(req.timeout.read)
+                _set_timeout(sock, req.timeout.read)
             try:
                 head = reader.read_head()
             except (
