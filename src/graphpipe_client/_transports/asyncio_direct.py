@@ -160,6 +160,7 @@ class _Connection(asyncio.BufferedProtocol):
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None  # set by connection_made
         self.buf = bytearray(BUFFER_BYTES)
         self.start = 0  # first byte of buf not consumed
         self.end = 0  # end of the bytes received into buf
@@ -183,6 +184,8 @@ class _Connection(asyncio.BufferedProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        # Its loop, once: on Python 3.11 each get_running_loop() is a getpid() system call.
+        self.loop = asyncio.get_running_loop()
 
     def get_buffer(self, sizehint: int) -> memoryview:
         target = self.target
@@ -264,7 +267,7 @@ class _Connection(asyncio.BufferedProtocol):
     async def wait(self, clock: _Clock) -> None:
         """Wait for the next event, at most the read timeout without progress or the deadline."""
         timeout = clock.wait(clock.read)  # raises once the deadline has passed
-        loop = asyncio.get_running_loop()
+        loop = self.loop or asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
         self.waiter = waiter
         if timeout is not None:
@@ -293,7 +296,7 @@ class _Connection(asyncio.BufferedProtocol):
         elif now >= due:
             waiter.set_exception(_WaitTimedOut())
             return
-        loop = asyncio.get_running_loop()
+        loop = self.loop or asyncio.get_running_loop()
         self.timer = loop.call_later(due - now, self._on_timer, waiter, clock, began)
 
     # -- use ----------------------------------------------------------------
@@ -670,29 +673,37 @@ class AsyncioTransport:
         if pools is not None and pools.keeper is not None:
             await pools.keeper.aclose()
 
-    async def send(self, req: PreparedRequest, deadline: float | None = None) -> RawResponse:
+    async def send(
+        self,
+        req: PreparedRequest,
+        deadline: float | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> RawResponse:
         """Send ``req``; map every failure to a :class:`GraphPipeError`.
 
-        ``deadline`` (``time.monotonic()`` seconds) bounds every wait. A
+        ``deadline`` (``time.monotonic()`` seconds) bounds every wait; ``loop``
+        is the running loop, when the caller has it already. A
         request is sent a second time, on a new connection, only when the first
         attempt was on a reused connection and provably did not reach the
         server in full (as :meth:`SyncTransport.send
         <graphpipe_client._transports.sync.SyncTransport.send>`).
         """
+        if loop is None:
+            loop = asyncio.get_running_loop()
         if not debug_enabled():
             try:
-                return await self._send_once(req, deadline, may_resend=True)
+                return await self._send_once(req, deadline, loop, may_resend=True)
             except _NotSent:
-                return await self._send_once(req, deadline, may_resend=False)
+                return await self._send_once(req, deadline, loop, may_resend=False)
         started = time.perf_counter()
         try:
             try:
-                raw = await self._send_once(req, deadline, may_resend=True)
+                raw = await self._send_once(req, deadline, loop, may_resend=True)
             except _NotSent:
                 logger.debug(
                     "%s: the connection was closed; sending once more", req.endpoint.redacted
                 )
-                raw = await self._send_once(req, deadline, may_resend=False)
+                raw = await self._send_once(req, deadline, loop, may_resend=False)
         except GraphPipeError as exc:
             log_failure(req, exc, started)
             raise
@@ -700,11 +711,15 @@ class AsyncioTransport:
         return raw
 
     async def _send_once(
-        self, req: PreparedRequest, deadline: float | None, *, may_resend: bool
+        self,
+        req: PreparedRequest,
+        deadline: float | None,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        may_resend: bool,
     ) -> RawResponse:
         ep = req.endpoint
         clock = _Clock(req.timeout.read, deadline)
-        loop = asyncio.get_running_loop()
         pools = self._loops.get(loop) or await self._pools(loop)
         key = (ep.scheme, ep.host, ep.port)
         pool = pools.hosts.get(key)
@@ -728,7 +743,9 @@ class AsyncioTransport:
     async def _acquire(
         self, pool: _HostPool, req: PreparedRequest, clock: _Clock
     ) -> _Connection | None:
-        if pool.idle or pool.count < pool.size or clock.deadline is None:
+        # From the idle list, acquire() checked it; handed over by a waiter, it did not.
+        checked = bool(pool.idle)
+        if checked or pool.count < pool.size or clock.deadline is None:
             conn = await pool.acquire()
         else:
             try:
@@ -738,7 +755,7 @@ class AsyncioTransport:
                 raise deadline_error(req) from None
             except TimeoutError:
                 raise deadline_error(req) from None
-        if conn is not None and not conn.usable():
+        if conn is not None and not checked and not conn.usable():
             conn.abort()  # closed, or bytes arrived while idle: never reused
             conn = None
         return conn
