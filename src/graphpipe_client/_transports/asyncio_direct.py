@@ -914,15 +914,15 @@ class AsyncioTransport:
         """The body of the response ``head``; and whether the connection may be kept."""
         ep = req.endpoint
         status = head.status
-        headers = head.headers
-        retry_after = headers.get("retry-after")
-        frame = h11.framing(head, req.method)
-        encoding = headers.get("content-encoding", "").strip().lower()
+        rules = h11.body_rules(head, req.method)
+        retry_after = rules.retry_after
+        frame = rules.frame
+        encoding = rules.encoding
         decoder = None
         if encoding not in ("", "identity"):
             limit = req.max_response_bytes if status == 200 else ERROR_BODY_BYTES
             decoder = h11.BoundedDecoder(encoding, limit)
-        clean = sent and frame.reusable and head.keep_alive
+        clean = sent and frame.reusable and rules.keep_alive
         data = bytearray()
 
         if status != 200:

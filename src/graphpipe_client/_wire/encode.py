@@ -20,7 +20,7 @@ import numpy as np
 
 from .._exceptions import EncodeError, ErrorEntry
 from .decode import REQ_INFER, REQ_METADATA
-from .dtypes import SUPPORTED_TYPES_TEXT, DataType, type_of_dtype
+from .dtypes import SUPPORTED_TYPES_TEXT, DataType, type_of_dtype, wire_dtype
 from .messages import EncodedMessage, IOMetadata, ModelMetadata
 
 __all__ = [
@@ -325,8 +325,16 @@ def _config(config: str | bytes | None) -> bytes:
     raise EncodeError(f"config must be str or bytes, not {type(config).__name__}")
 
 
+#: The dtypes whose C-contiguous arrays go out as they are (numeric, little-endian).
+_READY: Final = frozenset(wire_dtype(code) for code in DataType if wire_dtype(code) is not None)
+
+
 def _prepare_all(values: Sequence[ArrayLike] | ArrayLike, what: str) -> list[Prepared]:
     items = list(values) if isinstance(values, (list, tuple)) else [values]
+    if all(type(v) is np.ndarray and v.dtype in _READY and v.flags.c_contiguous for v in items):
+        # What prepare_tensor would return as is: no conversion to make or to check.
+        _check_size(items, what)
+        return items
     arrays = [_as_array(v, f"{what}[{i}]") for i, v in enumerate(items)]
     _check_size(arrays, what)
     return [prepare_tensor(a, f"{what}[{i}]") for i, a in enumerate(arrays)]
