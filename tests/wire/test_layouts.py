@@ -86,3 +86,59 @@ def test_the_cache_is_bounded() -> None:
     for n in range(encode.MAX_LAYOUTS + 10):
         codec.encode_infer_request([np.zeros(n + 1, np.float32)])
     assert len(encode._LAYOUTS) <= encode.MAX_LAYOUTS
+
+
+# -- responses: a frame already read -------------------------------------------
+
+
+def _response(*arrays: np.ndarray) -> bytes:
+    return codec.encode_infer_response(list(arrays)).tobytes()
+
+
+def test_a_response_laid_out_as_one_already_read_decodes_the_same() -> None:
+    from graphpipe_client._wire import decode
+
+    decode._FRAMES.clear()
+    first = np.arange(10, dtype=np.float32).reshape(1, 10)
+    codec.decode_infer_response(_response(first))
+    assert decode._FRAMES  # remembered
+    other = first + 100
+    (out,) = codec.decode_infer_response(_response(other)).outputs
+    assert out.shape == (1, 10) and np.array_equal(out, other)
+    # Same size, another shape: not the same frame bytes, read in full.
+    (out,) = codec.decode_infer_response(_response(other.reshape(10, 1))).outputs
+    assert out.shape == (10, 1) and np.array_equal(out, other.reshape(10, 1))
+    # Same size, another dtype of the same item size.
+    ints = np.arange(10, dtype=np.int32).reshape(1, 10)
+    (out,) = codec.decode_infer_response(_response(ints)).outputs
+    assert out.dtype == np.int32 and np.array_equal(out, ints)
+    # Two outputs.
+    two = codec.decode_infer_response(_response(first, ints)).outputs
+    again = codec.decode_infer_response(_response(other, ints + 1)).outputs
+    assert np.array_equal(two[1], ints) and np.array_equal(again[0], other)
+    assert np.array_equal(again[1], ints + 1)
+
+
+def test_a_broken_response_the_size_of_a_remembered_one_is_still_refused() -> None:
+    from graphpipe_client._wire import decode
+
+    good = _response(np.arange(10, dtype=np.float32).reshape(1, 10))
+    codec.decode_infer_response(good)
+    assert len(good) in decode._FRAMES
+    _spans, outputs = decode._FRAMES[len(good)]
+    (offset,) = [off for _, _, off in outputs]
+    for i in range(len(good)):
+        if offset <= i < offset + 40:
+            continue  # tensor data: any bytes are valid
+        bad = bytearray(good)
+        bad[i] ^= 0xFF
+        try:
+            got = codec.decode_infer_response(bytes(bad))
+        except codec.DecodeError:
+            continue
+        # A flip the full reader accepts (padding, an unused byte): the full reader's answer.
+        decode._FRAMES.clear()
+        want = codec.decode_infer_response(bytes(bad))
+        codec.decode_infer_response(good)  # remembered again for the next flip
+        assert [o.shape for o in got.outputs] == [o.shape for o in want.outputs]
+        assert all(np.array_equal(a, b) for a, b in zip(got.outputs, want.outputs, strict=True))

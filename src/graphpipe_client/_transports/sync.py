@@ -111,10 +111,12 @@ def _set_timeout(sock: Any, timeout: float | None) -> None:
         sock.settimeout(timeout)
 
 
-def _send_gathered(sock: Any, parts: list[bytes | bytearray | memoryview]) -> None:
-    """Write ``parts`` one after the other in as few system calls as possible.
+def _send_gathered(
+    sock: Any, parts: list[bytes | bytearray | memoryview], total: int | None = None
+) -> None:
+    """Write ``parts`` (``total`` bytes, when known) one after the other in as few system calls as possible.
 
-    On a plain socket, one ``sendmsg`` writes all the buffers (scatter/gather:
+    On a plain socket, one ``writev`` writes all the buffers (scatter/gather:
     no join, no copy). TLS sockets have no ``sendmsg``: the parts of a small
     request are joined, a copy of at most ``SMALL_BODY`` plus the head, and sent
     with one ``sendall``.
@@ -122,15 +124,19 @@ def _send_gathered(sock: Any, parts: list[bytes | bytearray | memoryview]) -> No
     if isinstance(sock, ssl.SSLSocket) or not hasattr(sock, "sendmsg"):
         sock.sendall(b"".join(parts))
         return
-    views = [v for v in (memoryview(p).cast("B") for p in parts) if v.nbytes]
     # First one writev straight on the descriptor: a socket with a timeout is
     # non-blocking underneath, and sendmsg would poll before writing; a small
     # request almost always fits in the socket's buffer at once. What is left
     # (EAGAIN, a partial write) goes through sendmsg and its timeout.
-    try:
-        sent = os.writev(sock.fileno(), views[:IOV_MAX])
-    except BlockingIOError:
-        sent = 0
+    sent = 0
+    if len(parts) <= IOV_MAX:
+        try:
+            sent = os.writev(sock.fileno(), parts)
+        except BlockingIOError:
+            sent = 0
+        if sent == total:
+            return
+    views = [v for v in (memoryview(p).cast("B") for p in parts) if v.nbytes]
     while sent:
         n = views[0].nbytes
         if sent >= n:
@@ -571,7 +577,7 @@ class SyncTransport:
         head = self._head(req, forward) + b"%d\r\n\r\n" % body.nbytes
         _set_timeout(sock, clock.wait(req.timeout.read))
         if body.nbytes <= SMALL_BODY:
-            _send_gathered(sock, [head, *body.segments])
+            _send_gathered(sock, [head, *body.segments], len(head) + body.nbytes)
             return
         sock.sendall(head)
         for segment in body.segments:
