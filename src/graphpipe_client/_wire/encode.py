@@ -333,8 +333,8 @@ def _prepare_all(values: Sequence[ArrayLike] | ArrayLike, what: str) -> list[Pre
     items = list(values) if isinstance(values, (list, tuple)) else [values]
     if all(type(v) is np.ndarray and v.dtype in _READY and v.flags.c_contiguous for v in items):
         # What prepare_tensor would return as is: no conversion to make or to check.
-        _check_size(items, what)
-        return items
+        _check_size(cast(list[np.ndarray], items), what)
+        return cast(list[Prepared], items)
     arrays = [_as_array(v, f"{what}[{i}]") for i, v in enumerate(items)]
     _check_size(arrays, what)
     return [prepare_tensor(a, f"{what}[{i}]") for i, a in enumerate(arrays)]
@@ -377,7 +377,8 @@ def encode_infer_request(
         cached = _LAYOUTS.get(key)
         if cached is not None:
             layout, nbytes = cached
-            views = [memoryview(cast(Any, t.reshape(-1))).cast("B") for t in tensors]
+            # (numeric tensors only: the key of a request with strings is None)
+            views = [memoryview(cast(Any, t).reshape(-1)).cast("B") for t in tensors]
             return EncodedMessage(
                 tuple(part if isinstance(part, bytes) else views[part] for part in layout), nbytes
             )
