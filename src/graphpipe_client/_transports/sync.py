@@ -101,6 +101,9 @@ RECV_SLICE: Final = 1 << 20
 #: allocation per byte.
 DIRECT_READ: Final = 256 << 10
 
+#: Pools (origins) each urllib3 manager keeps; as many are remembered per transport.
+_NUM_POOLS: Final = 32
+
 #: Most buffers one ``sendmsg`` takes (Linux: 1024).
 IOV_MAX: Final = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
 
@@ -400,8 +403,8 @@ class SyncTransport:
         self._managers_lock = threading.Lock()
         # Request heads, per method, endpoint, headers and proxy.
         self._heads: dict[tuple[str, Endpoint, tuple[tuple[str, str], ...], bool], bytes] = {}
-        # The proxy and pool of each endpoint (see _route).
-        self._routes: dict[Endpoint, tuple[Proxy | None, Any]] = {}
+        # The proxy and pool of each (scheme, host, port) (see _route).
+        self._routes: dict[tuple[str, str, int], tuple[Proxy | None, Any]] = {}
         self._abandoned: list[object] = []
         with _transports_lock:
             _transports.add(self)
@@ -416,18 +419,21 @@ class SyncTransport:
                 manager = self._managers[proxy] = self._new_manager(proxy)
             return manager
 
-    def _route(self, ep: Endpoint) -> tuple[Proxy | None, Any]:
-        """The proxy (if any) and the pool of ``ep``, remembered for the next calls.
+    def _route(self, key: tuple[str, str, int]) -> tuple[Proxy | None, Any]:
+        """The proxy (if any) and the pool for ``(scheme, host, port)``, remembered.
 
-        urllib3 normalises a pool key on every lookup; a pool it has since
-        closed (evicted, or cleared by :meth:`close`) has ``pool.pool is None``
-        and is looked up again.
+        urllib3 normalises a pool key on every lookup. A remembered pool that
+        is closed (``pool.pool is None``) is looked up again. Its manager may
+        let go of it meanwhile (more than ``num_pools`` origins): no second
+        pool is made for the origin while it is remembered, and :meth:`close`
+        closes the remembered pools too. At most ``num_pools`` are remembered.
         """
-        proxy = self._proxies.choose(ep.scheme, ep.host, ep.port)
-        pool = self._manager(proxy).connection_from_host(ep.host, ep.port, ep.scheme)
-        if len(self._routes) >= 256:
+        scheme, host, port = key
+        proxy = self._proxies.choose(scheme, host, port)
+        pool = self._manager(proxy).connection_from_host(host, port, scheme)
+        if len(self._routes) >= _NUM_POOLS:
             self._routes.clear()
-        self._routes[ep] = (proxy, pool)
+        self._routes[key] = (proxy, pool)
         return proxy, pool
 
     def _new_manager(self, proxy: Proxy | None) -> urllib3.PoolManager:
@@ -438,21 +444,27 @@ class SyncTransport:
             kwargs["cert_reqs"] = "CERT_NONE"
             kwargs["assert_hostname"] = False
         if proxy is None:
-            return urllib3.PoolManager(num_pools=32, **kwargs)
-        return urllib3.ProxyManager(proxy.url, num_pools=32, proxy_headers=proxy.headers, **kwargs)
+            return urllib3.PoolManager(num_pools=_NUM_POOLS, **kwargs)
+        return urllib3.ProxyManager(
+            proxy.url, num_pools=_NUM_POOLS, proxy_headers=proxy.headers, **kwargs
+        )
 
     def _forget_connections(self) -> None:
         # Kept referenced, so that garbage collection does not even close the
         # child's copies of the parent's file descriptors behind its back.
         self._abandoned.append(self._managers)
+        self._abandoned.append(self._routes)
         self._managers = {}
         self._routes = {}
         self._managers_lock = threading.Lock()  # another thread may have held it at fork
 
     def close(self) -> None:
         """Close every pooled connection."""
+        routes, self._routes = self._routes, {}
         for manager in list(self._managers.values()):
             manager.clear()
+        for _, pool in routes.values():
+            pool.close()  # (urllib3's clear() leaves closing its pools to the garbage collector)
 
     def send(self, req: PreparedRequest, deadline: float | None = None) -> RawResponse:
         """Send ``req``; map every failure to a :class:`GraphPipeError`.
@@ -494,9 +506,10 @@ class SyncTransport:
         where = ep.redacted
         clock = _Clock(req.timeout.read, deadline)
         try:
-            route = self._routes.get(ep)
-            if route is None or route[1].pool is None:  # new, or closed (evicted, cleared)
-                route = self._route(ep)
+            key = (ep.scheme, ep.host, ep.port)
+            route = self._routes.get(key)
+            if route is None or route[1].pool is None:  # new, or closed
+                route = self._route(key)
             proxy, pool = route
             conn: Any = _checkout(pool)
         except (HTTPError, OSError) as exc:  # e.g. a closed pool
