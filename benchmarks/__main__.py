@@ -3,7 +3,7 @@
 Usage (from the repository root; ``nox -s bench`` installs what it needs)::
 
     python -m benchmarks [--quick]
-                         [--only codec,server,large,small,throughput,memory,batched,cache,replicas,hedge,tracing,dask,coalesce]
+                         [--only codec,server,large,small,throughput,memory,batched,cache,replicas,hedge,tracing,dask,coalesce,percall]
                          [--json PATH] [--plot PATH | --no-plot] [--strict]
 
 ``--quick`` (or ``GRAPHPIPE_BENCH_QUICK=1``) makes a shorter run with fewer
@@ -31,6 +31,7 @@ from . import (
     dask_bench,
     e2e_bench,
     hedge_bench,
+    percall_bench,
     replicas_bench,
     tracing_bench,
 )
@@ -52,6 +53,7 @@ SECTIONS = (
     "tracing",
     "dask",
     "coalesce",
+    "percall",
 )
 
 
@@ -65,6 +67,8 @@ def _fmt(value: float | None, unit: str) -> str:
         return f"{value * 1e9:.3g} ns"
     if unit == "B":
         return f"{value / 1e6:.2f} MB"
+    if unit == "calls":
+        return f"{value:.2f}"
     return f"{value:,.0f} {unit}"
 
 
@@ -293,6 +297,14 @@ def main(argv: list[str] | None = None) -> int:
         figs, table = coalesce_bench.run_coalesce(quick, log)
         figures += figs
         results["coalesce"] = table
+    if "percall" in only:
+        log(
+            "\n[percall] instructions (callgrind) and system calls (strace) per small call, "
+            "the client process only"
+        )
+        figs, table = percall_bench.run_percall(quick, log)
+        figures += figs
+        results["percall"] = table
     busy = watch.stop()
     info["busy_during"] = busy
     results["seconds"] = time.perf_counter() - started

@@ -10,8 +10,9 @@ Example:
 
 from __future__ import annotations
 
-from . import aio, codec, remote
-from ._async_client import AsyncClient
+import typing as _typing
+
+from . import codec, remote
 from ._client import Client
 from ._exceptions import (
     BatchError,
@@ -42,6 +43,10 @@ from ._version import __version__
 from ._wire.dtypes import DataType
 from ._wire.messages import IOMetadata, ModelMetadata
 from .remote import execute, execute_multi, execute_named, metadata
+
+if _typing.TYPE_CHECKING:
+    from . import aio
+    from ._async_client import AsyncClient
 
 __all__ = [
     "UNSET",
@@ -86,3 +91,24 @@ __all__ = [
     "metadata",
     "remote",
 ]
+
+
+# The async side (asyncio, httpx, anyio) loads on first use: ``import
+# graphpipe_client`` for the sync Client does not pay for it (PEP 562).
+_LAZY: dict[str, str] = {"AsyncClient": "._async_client", "aio": ".aio"}
+
+
+def __getattr__(name: str) -> _typing.Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    mod = import_module(module, __name__)
+    value = mod if name == "aio" else getattr(mod, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,20 +23,20 @@ from ._http.exchange import (
 from ._http.retries import RetryState
 from ._jobs.coalesce import Batch, Coalesce, Member
 from ._jobs.coalesce_threads import ThreadCoalescer
-from ._jobs.drivers import run_threads, stream_threads
 from ._jobs.plan import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, OnError, check_run_options
 from ._jobs.progress import ProgressArg
 from ._jobs.row_cache import InferCall
 from ._observe.metrics import count_rows, metered
 from ._observe.tracing import start_span
-from ._replicas.attempts import probe_all_sync, replica_attempts
-from ._transports.sync import SyncTransport
 from ._wire.messages import ModelMetadata
+
+if TYPE_CHECKING:
+    from ._transports.sync import SyncTransport
 
 __all__ = ["Client"]
 
 
-class Client(ClientBase[SyncTransport]):
+class Client(ClientBase["SyncTransport"]):
     """A thread-safe GraphPipe client with a keep-alive connection pool per host.
 
     Bind it to one model (``Client("http://host:9000")``) or pass ``url=`` to
@@ -116,6 +116,9 @@ class Client(ClientBase[SyncTransport]):
     _coalescer: ThreadCoalescer | None
 
     def _create_transport(self) -> SyncTransport:
+        # urllib3 (and http.client, email) load with the first Client, not with the package.
+        from ._transports.sync import SyncTransport
+
         return SyncTransport(self._config)
 
     def _create_coalescer(self, options: Coalesce) -> ThreadCoalescer:
@@ -293,6 +296,8 @@ class Client(ClientBase[SyncTransport]):
             return self._infer(req)
 
         reporter = self._reporter(progress, plan.rows)
+        from ._jobs.drivers import run_threads  # loaded with the first batched run
+
         outputs = run_threads(plan, call, concurrency, reporter, on_error)
         return shape_outputs(outputs) if plan.single else outputs
 
@@ -340,6 +345,8 @@ class Client(ClientBase[SyncTransport]):
             return self._infer(req)
 
         reporter = self._stream_reporter(progress)
+        from ._jobs.drivers import stream_threads
+
         return stream_threads(batches, call, concurrency, reporter, on_error, input_names)
 
     def is_ready(self, *, url: URLArg | None = None, timeout: TimeoutTypes | Unset = UNSET) -> bool:
@@ -402,6 +409,8 @@ class Client(ClientBase[SyncTransport]):
     ) -> tuple[bool, str]:
         rs = self._replica_sets.get(self._resolve(url))
         if rs is not None:
+            from ._replicas.attempts import probe_all_sync  # loaded with the first replicas
+
             return probe_all_sync(self, rs, which, timeout)
         key, control, metadata = self._probe_request(which, url, timeout)
         try:
@@ -442,6 +451,8 @@ class Client(ClientBase[SyncTransport]):
 
     def _attempts(self, req: PreparedRequest) -> RawResponse:
         if req.replicas is not None:
+            from ._replicas.attempts import replica_attempts
+
             return replica_attempts(self, req, req.replicas)
         state = RetryState(self._config, req)
         while True:

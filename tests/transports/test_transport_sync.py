@@ -299,3 +299,29 @@ def test_a_connection_goes_back_to_the_pool_only_when_clean() -> None:
         client.execute(X)
         assert pooled_socket() is not None
     assert server.connections == 3
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_close_closes_the_connections_at_once() -> None:
+    # The transport remembers each origin's pool (no urllib3 lookup per call);
+    # urllib3's clear() only drops its pools, so close() must close them itself.
+    from graphpipe_client.testing import serve
+
+    def sockets() -> int:
+        import os
+
+        n = 0
+        for fd in os.listdir("/proc/self/fd"):
+            with suppress(OSError):
+                n += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+        return n
+
+    with serve(lambda x: x) as server:
+        client = gp.Client(server.url)
+        client.execute(np.ones(2, np.float32))
+        held = [route[1] for route in client._transport._routes.values()]
+        assert held  # remembered: the pool outlives urllib3's clear()
+        before = sockets()
+        client.close()
+        assert all(pool.pool is None for pool in held)
+        assert sockets() < before  # our side closed now, not when collected

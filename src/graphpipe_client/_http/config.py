@@ -10,7 +10,6 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Final, TypeAlias
 
 from .._exceptions import InvalidHeader, InvalidOption
@@ -178,6 +177,8 @@ class RetryPolicy:
         try:
             seconds = float(value)
         except ValueError:
+            from email.utils import parsedate_to_datetime  # an HTTP date: rare, loaded when met
+
             try:
                 when = parsedate_to_datetime(value)
             except (TypeError, ValueError, IndexError):

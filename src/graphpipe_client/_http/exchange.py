@@ -184,6 +184,27 @@ def _headers(config: ClientConfig, endpoint: Endpoint, nbytes: int) -> dict[str,
     return headers
 
 
+_HEADERS: dict[tuple[int, int, int], tuple[ClientConfig, Endpoint, dict[str, str]]] = {}
+
+
+def _headers_once(config: ClientConfig, endpoint: Endpoint, nbytes: int) -> dict[str, str]:
+    """:func:`_headers`, made once per configuration, endpoint and length.
+
+    Remembered by the very ``config`` and ``endpoint`` objects (held, so that
+    they stay the same objects; ``parse_endpoint`` gives one per URL). The
+    dict is shared by the requests made with it: it is read, never changed.
+    """
+    key = (id(config), id(endpoint), nbytes)
+    known = _HEADERS.get(key)
+    if known is not None and known[0] is config and known[1] is endpoint:
+        return known[2]
+    headers = _headers(config, endpoint, nbytes)
+    if len(_HEADERS) >= 256:
+        _HEADERS.clear()
+    _HEADERS[key] = (config, endpoint, headers)
+    return headers
+
+
 def prepare_infer(
     config: ClientConfig,
     url: str,
@@ -200,7 +221,7 @@ def prepare_infer(
         endpoint,
         "infer",
         body,
-        _headers(config, endpoint, body.nbytes),
+        _headers_once(config, endpoint, body.nbytes),
         timeout,
         config.max_response_bytes,
         tensor_count=len(inputs),  # type: ignore[arg-type]

@@ -34,18 +34,21 @@ from typing import Final, Literal
 
 __all__ = [
     "MAX_HEAD_BYTES",
+    "BodyRules",
     "BoundedDecoder",
     "Framing",
     "ProtocolViolation",
     "ResponseHead",
     "ResponseTracker",
     "Truncated",
+    "body_rules",
     "find_head_end",
     "framing",
     "is_interim",
     "keep_alive_timeout",
     "parse_chunk_size",
     "parse_head",
+    "parse_head_once",
 ]
 
 #: Longest response head (status line and header fields) accepted.
@@ -176,6 +179,30 @@ def keep_alive_timeout(head: ResponseHead) -> float | None:
     return found
 
 
+#: Heads remembered by :func:`parse_head_once` (then all forgotten at once).
+MAX_REMEMBERED_HEADS: Final = 64
+
+_HEADS: dict[bytes, ResponseHead] = {}
+
+
+def parse_head_once(data: bytes) -> ResponseHead:
+    """:func:`parse_head`, done once for each distinct head: equal bytes, equal parse.
+
+    A server answers the same head bytes call after call (same status,
+    headers and length). A head whose bytes equal one that already passed
+    every check of :func:`parse_head` gets that parse again; any other head
+    is parsed and checked in full (and one that fails is not remembered).
+    The result is shared: its ``headers`` must be read, never changed.
+    """
+    head = _HEADS.get(data)
+    if head is None:
+        head = parse_head(data)
+        if len(_HEADS) >= MAX_REMEMBERED_HEADS:
+            _HEADS.clear()
+        _HEADS[data] = head
+    return head
+
+
 def is_interim(status: int) -> bool:
     """A 1xx response other than 101: skipped, the final response follows (RFC 9110 §15.2)."""
     return 100 <= status < 200 and status != 101
@@ -223,6 +250,50 @@ def framing(head: ResponseHead, method: str = "POST") -> Framing:
             raise ProtocolViolation(f"invalid Content-Length {value[:40]!r}")
         return Framing("length", int(value))
     return Framing("close", reusable=False)
+
+
+@dataclass(frozen=True, slots=True)
+class BodyRules:
+    """What a final response's head says about its body and its connection.
+
+    ``retry_after`` is the raw ``Retry-After`` value; ``encoding`` the
+    ``Content-Encoding``, stripped and lower-cased (``""`` when absent).
+    """
+
+    frame: Framing
+    keep_alive: bool
+    retry_after: str | None
+    encoding: str
+
+
+_RULES: dict[tuple[int, str], tuple[ResponseHead, BodyRules]] = {}
+
+
+def body_rules(head: ResponseHead, method: str = "POST") -> BodyRules:
+    """:func:`framing` and the rest of :class:`BodyRules` for ``head``, worked out once per head.
+
+    The heads of :func:`parse_head_once` are one object for equal bytes:
+    their rules are remembered by that object (held, so that it stays the
+    same object). A head whose framing is refused raises every time.
+
+    Raises:
+        ProtocolViolation: as :func:`framing`.
+    """
+    key = (id(head), method)
+    known = _RULES.get(key)
+    if known is not None and known[0] is head:
+        return known[1]
+    headers = head.headers
+    rules = BodyRules(
+        framing(head, method),
+        head.keep_alive,
+        headers.get("retry-after"),
+        headers.get("content-encoding", "").strip().lower(),
+    )
+    if len(_RULES) >= MAX_REMEMBERED_HEADS:
+        _RULES.clear()
+    _RULES[key] = (head, rules)
+    return rules
 
 
 def parse_chunk_size(line: bytes) -> int:

@@ -22,7 +22,6 @@ end to end.
 from __future__ import annotations
 
 import base64
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import unquote, urlsplit
@@ -127,6 +126,8 @@ class ProxyChooser:
         self._fixed = parse_proxy(proxy) if proxy is not None else None
         self._env: dict[str, str] = {}
         if self._fixed is None and trust_env:
+            import urllib.request  # (with http.client and email: when a client is made)
+
             self._env = urllib.request.getproxies_environment()
             for key in ("http", "https", "all"):
                 if self._env.get(key):  # check now: a bad variable fails at construction
@@ -151,6 +152,8 @@ class ProxyChooser:
             pass
         found = None
         url = self._env.get(scheme) or self._env.get("all")
+        import urllib.request
+
         bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
         if url and not bypass(f"{host}:{port}", self._env):
             found = parse_proxy(url, origin=f"the {scheme.upper()}_PROXY variable")

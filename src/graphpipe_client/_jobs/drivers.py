@@ -26,20 +26,18 @@ Failures (see ``docs/batched.md``):
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import queue
 import threading
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
 from .._exceptions import BatchError, GraphPipeError
 from .._http.exchange import shape_outputs
-from . import drivers_anyio
 from .plan import (
     AsyncBatches,
     Batch,
@@ -51,6 +49,12 @@ from .plan import (
     stream_batch,
 )
 from .progress import Reporter
+
+if TYPE_CHECKING:
+    import asyncio
+
+# asyncio and anyio (and drivers_anyio) are imported by the async drivers when
+# they first run: a process that only uses the sync Client never loads them.
 
 __all__ = ["run_tasks", "run_threads", "stream_tasks", "stream_threads"]
 
@@ -310,6 +314,8 @@ def stream_threads(
 
 
 async def _cancel_all(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    import asyncio
+
     tasks = list(tasks)
     for t in tasks:
         t.cancel()
@@ -318,6 +324,8 @@ async def _cancel_all(tasks: Iterable[asyncio.Task[Any]]) -> None:
 
 
 def _under_asyncio() -> bool:
+    import asyncio
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -336,7 +344,11 @@ async def run_tasks(
 
     Under another event loop (trio), ``drivers_anyio.run_tasks`` does it.
     """
+    import asyncio
+
     if not _under_asyncio():
+        from . import drivers_anyio
+
         return await drivers_anyio.run_tasks(plan, call, concurrency, reporter, on_error)
     writer = OutputWriter(plan.rows)
 
@@ -401,7 +413,11 @@ async def stream_tasks(
 
     Under another event loop (trio), ``drivers_anyio.stream_tasks`` does it.
     """
+    import asyncio
+
     if not _under_asyncio():
+        from . import drivers_anyio
+
         inner = drivers_anyio.stream_tasks(
             items, call, concurrency, make_reporter, on_error, input_names
         )

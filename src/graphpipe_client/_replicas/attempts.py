@@ -22,11 +22,10 @@ The rules (see ``docs/replicas.md``):
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Awaitable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .._exceptions import ConnectError, GraphPipeError
 from .._http.abandon import Abandon
@@ -37,6 +36,9 @@ from .._observe.log import log_ejection, log_reinstated, log_retry
 from .._observe.metrics import ametered, count_ejection, metered
 from .hedged import send_hedged, send_hedged_async
 from .routing import Choice, ReplicaSet, ejects, ejects_response, retarget
+
+if TYPE_CHECKING:
+    import asyncio  # imported where the async client's functions run: the sync one never loads it
 
 __all__ = [
     "cancel_probes",
@@ -289,6 +291,8 @@ async def replica_attempts_async(
     client: AsyncClient, req: PreparedRequest, rs: ReplicaSet
 ) -> RawResponse:
     """Every attempt of one call of an async client over the replicas of ``rs``."""
+    import asyncio
+
     config = client._config
     state = RetryState(config, req)
     tried: set[int] = set()
@@ -354,6 +358,8 @@ _TASKS: dict[asyncio.Task[None], AsyncClient] = {}
 
 
 def _probe_in_task(client: AsyncClient, rs: ReplicaSet, index: int) -> None:
+    import asyncio
+
     async def run() -> None:
         ready, why = False, "the probe was cancelled"
         try:
@@ -372,6 +378,8 @@ async def cancel_probes(client: AsyncClient) -> None:
     A probe left running when its loop shuts down would be cut off half-way
     through connecting; cancelled here, it unwinds while the loop still runs.
     """
+    import asyncio
+
     loop = asyncio.get_running_loop()
     tasks = [t for t, c in list(_TASKS.items()) if c is client and t.get_loop() is loop]
     for t in tasks:
@@ -384,6 +392,8 @@ async def probe_all_async(
     client: AsyncClient, rs: ReplicaSet, which: str, timeout: Any
 ) -> tuple[bool, str]:
     """The async :func:`probe_all_sync`: the replicas are probed concurrently."""
+    import asyncio
+
     results = await asyncio.gather(*(client._probe(which, url, timeout) for url in rs.urls))
     answers = []
     for i, (ok, why) in enumerate(results):

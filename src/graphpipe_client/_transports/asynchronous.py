@@ -119,6 +119,29 @@ def _running_loop() -> object:
     raise RuntimeError("AsyncClient needs a running asyncio event loop or trio.run()")
 
 
+#: Whether this process was forked from one that had this module: then a
+#: loop object inherited from the parent may look as if it were running.
+_FORKED = False
+
+
+def _asyncio_loop() -> asyncio.AbstractEventLoop | None:
+    """The running asyncio loop, or ``None`` (under trio).
+
+    On Python 3.11, ``asyncio.get_running_loop()`` makes a ``getpid()`` system
+    call (against a loop inherited through ``fork``). A running asyncio loop
+    (or uvloop) installs its own async-generator hooks in its thread: the
+    loop they belong to, running, is this thread's running loop; after a fork
+    (see ``_after_fork_in_child``) the check falls back to asyncio's.
+    """
+    loop = getattr(sys.get_asyncgen_hooks().firstiter, "__self__", None)
+    if not _FORKED and isinstance(loop, asyncio.AbstractEventLoop) and loop.is_running():
+        return loop
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 def _under_asyncio() -> bool:
     try:
         asyncio.get_running_loop()
@@ -380,6 +403,8 @@ _transports: weakref.WeakSet[AsyncTransport] = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:
+    global _FORKED
+    _FORKED = True
     # Never speak on the parent's sockets: forget (do not close) its pools.
     for transport in list(_transports):
         transport._forget_pools()
@@ -415,10 +440,8 @@ class AsyncTransport:
         self._abandoned.append(self._fast.forget())
         self._pools = weakref.WeakKeyDictionary()
 
-    def _takes_fast_path(self, req: PreparedRequest) -> bool:
-        """A direct request under asyncio (the standard loop or uvloop): the fast path."""
-        if not FAST_PATH or not _under_asyncio():
-            return False
+    def _direct(self, req: PreparedRequest) -> bool:
+        """Whether ``req`` goes to its server directly (through no proxy)."""
         ep = req.endpoint
         return self._proxies.choose(ep.scheme, ep.host, ep.port) is None
 
@@ -464,8 +487,9 @@ class AsyncTransport:
         A direct request under asyncio goes through the fast path; any other
         (through a proxy, under trio) through httpx.
         """
-        if self._takes_fast_path(req):
-            return await self._fast.send(req, deadline)
+        loop = _asyncio_loop() if FAST_PATH else None
+        if loop is not None and self._direct(req):
+            return await self._fast.send(req, deadline, loop)
         if not debug_enabled():
             return await self._send_within(req, deadline)
         started = time.perf_counter()

@@ -162,6 +162,7 @@ class _Connection(asyncio.BufferedProtocol):
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None  # set by connection_made
         self.buf = bytearray(BUFFER_BYTES)
         self.start = 0  # first byte of buf not consumed
         self.end = 0  # end of the bytes received into buf
@@ -187,6 +188,8 @@ class _Connection(asyncio.BufferedProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        # Its loop, once: on Python 3.11 each get_running_loop() is a getpid() system call.
+        self.loop = asyncio.get_running_loop()
 
     def get_buffer(self, sizehint: int) -> memoryview:
         target = self.target
@@ -268,7 +271,7 @@ class _Connection(asyncio.BufferedProtocol):
     async def wait(self, clock: _Clock) -> None:
         """Wait for the next event, at most the read timeout without progress or the deadline."""
         timeout = clock.wait(clock.read)  # raises once the deadline has passed
-        loop = asyncio.get_running_loop()
+        loop = self.loop or asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
         self.waiter = waiter
         if timeout is not None:
@@ -297,7 +300,7 @@ class _Connection(asyncio.BufferedProtocol):
         elif now >= due:
             waiter.set_exception(_WaitTimedOut())
             return
-        loop = asyncio.get_running_loop()
+        loop = self.loop or asyncio.get_running_loop()
         self.timer = loop.call_later(due - now, self._on_timer, waiter, clock, began)
 
     # -- use ----------------------------------------------------------------
@@ -458,7 +461,7 @@ class _Connection(asyncio.BufferedProtocol):
             end, size = found
             if end - self.start > h11.MAX_HEAD_BYTES:
                 raise h11.ProtocolViolation("the response head is over 64 KiB")
-            head = h11.parse_head(bytes(self.buf[self.start : end]))
+            head = h11.parse_head_once(bytes(self.buf[self.start : end]))
             self.start = end + size
             self._consumed()
             if head.status == 101:
@@ -699,29 +702,37 @@ class AsyncioTransport:
         if pools is not None and pools.keeper is not None:
             await pools.keeper.aclose()
 
-    async def send(self, req: PreparedRequest, deadline: float | None = None) -> RawResponse:
+    async def send(
+        self,
+        req: PreparedRequest,
+        deadline: float | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> RawResponse:
         """Send ``req``; map every failure to a :class:`GraphPipeError`.
 
-        ``deadline`` (``time.monotonic()`` seconds) bounds every wait. A
+        ``deadline`` (``time.monotonic()`` seconds) bounds every wait; ``loop``
+        is the running loop, when the caller has it already. A
         request is sent a second time, on a new connection, only when the first
         attempt was on a reused connection and provably did not reach the
         server in full (as :meth:`SyncTransport.send
         <graphpipe_client._transports.sync.SyncTransport.send>`).
         """
+        if loop is None:
+            loop = asyncio.get_running_loop()
         if not debug_enabled():
             try:
-                return await self._send_once(req, deadline, may_resend=True)
+                return await self._send_once(req, deadline, loop, may_resend=True)
             except _NotSent:
-                return await self._send_once(req, deadline, may_resend=False)
+                return await self._send_once(req, deadline, loop, may_resend=False)
         started = time.perf_counter()
         try:
             try:
-                raw = await self._send_once(req, deadline, may_resend=True)
+                raw = await self._send_once(req, deadline, loop, may_resend=True)
             except _NotSent:
                 logger.debug(
                     "%s: the connection was closed; sending once more", req.endpoint.redacted
                 )
-                raw = await self._send_once(req, deadline, may_resend=False)
+                raw = await self._send_once(req, deadline, loop, may_resend=False)
         except GraphPipeError as exc:
             log_failure(req, exc, started)
             raise
@@ -729,11 +740,15 @@ class AsyncioTransport:
         return raw
 
     async def _send_once(
-        self, req: PreparedRequest, deadline: float | None, *, may_resend: bool
+        self,
+        req: PreparedRequest,
+        deadline: float | None,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        may_resend: bool,
     ) -> RawResponse:
         ep = req.endpoint
         clock = _Clock(req.timeout.read, deadline)
-        loop = asyncio.get_running_loop()
         pools = self._loops.get(loop) or await self._pools(loop)
         key = (ep.scheme, ep.host, ep.port)
         pool = pools.hosts.get(key)
@@ -761,7 +776,9 @@ class AsyncioTransport:
     async def _acquire(
         self, pool: _HostPool, req: PreparedRequest, clock: _Clock
     ) -> _Connection | None:
-        if pool.idle or pool.count < pool.size or clock.deadline is None:
+        # From the idle list, acquire() checked it; handed over by a waiter, it did not.
+        checked = bool(pool.idle)
+        if checked or pool.count < pool.size or clock.deadline is None:
             conn = await pool.acquire()
         else:
             try:
@@ -780,7 +797,9 @@ class AsyncioTransport:
                 except BaseException:  # cancelled: give the slot back
                     pool.release(conn, keep=False)
                     raise
-            if not conn.usable(pool.peer):
+            # acquire() checked a connection from the idle list; check again after a
+            # wait, and check one handed over by a waiter.
+            if (wait or not checked) and not conn.usable(pool.peer):
                 conn.abort()  # closed, bytes arrived while idle, too old: never reused
                 conn = None
         return conn
@@ -936,15 +955,15 @@ class AsyncioTransport:
         """The body of the response ``head``; and whether the connection may be kept."""
         ep = req.endpoint
         status = head.status
-        headers = head.headers
-        retry_after = headers.get("retry-after")
-        frame = h11.framing(head, req.method)
-        encoding = headers.get("content-encoding", "").strip().lower()
+        rules = h11.body_rules(head, req.method)
+        retry_after = rules.retry_after
+        frame = rules.frame
+        encoding = rules.encoding
         decoder = None
         if encoding not in ("", "identity"):
             limit = req.max_response_bytes if status == 200 else ERROR_BODY_BYTES
             decoder = h11.BoundedDecoder(encoding, limit)
-        clean = sent and frame.reusable and head.keep_alive
+        clean = sent and frame.reusable and rules.keep_alive
         data = bytearray()
 
         if status != 200:

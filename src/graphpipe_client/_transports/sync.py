@@ -106,14 +106,25 @@ RECV_SLICE: Final = 1 << 20
 #: allocation per byte.
 DIRECT_READ: Final = 256 << 10
 
+#: Pools (origins) each urllib3 manager keeps; as many are remembered per transport.
+_NUM_POOLS: Final = 32
+
 #: Most buffers one ``sendmsg`` takes (Linux: 1024).
 IOV_MAX: Final = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
 
 
-def _send_gathered(sock: Any, parts: list[bytes | bytearray | memoryview]) -> None:
-    """Write ``parts`` one after the other in as few system calls as possible.
+def _set_timeout(sock: Any, timeout: float | None) -> None:
+    """``sock.settimeout(timeout)``, which costs a system call, only when it changes."""
+    if sock.gettimeout() != timeout:
+        sock.settimeout(timeout)
 
-    On a plain socket, one ``sendmsg`` writes all the buffers (scatter/gather:
+
+def _send_gathered(
+    sock: Any, parts: list[bytes | bytearray | memoryview], total: int | None = None
+) -> None:
+    """Write ``parts`` (``total`` bytes, when known) one after the other in as few system calls as possible.
+
+    On a plain socket, one ``writev`` writes all the buffers (scatter/gather:
     no join, no copy). TLS sockets have no ``sendmsg``: the parts of a small
     request are joined, a copy of at most ``SMALL_BODY`` plus the head, and sent
     with one ``sendall``.
@@ -121,7 +132,27 @@ def _send_gathered(sock: Any, parts: list[bytes | bytearray | memoryview]) -> No
     if isinstance(sock, ssl.SSLSocket) or not hasattr(sock, "sendmsg"):
         sock.sendall(b"".join(parts))
         return
+    # First one writev straight on the descriptor: a socket with a timeout is
+    # non-blocking underneath, and sendmsg would poll before writing; a small
+    # request almost always fits in the socket's buffer at once. What is left
+    # (EAGAIN, a partial write) goes through sendmsg and its timeout.
+    sent = 0
+    if len(parts) <= IOV_MAX:
+        try:
+            sent = os.writev(sock.fileno(), parts)
+        except BlockingIOError:
+            sent = 0
+        if sent == total:
+            return
     views = [v for v in (memoryview(p).cast("B") for p in parts) if v.nbytes]
+    while sent:
+        n = views[0].nbytes
+        if sent >= n:
+            sent -= n
+            del views[0]
+        else:
+            views[0] = views[0][sent:]
+            sent = 0
     while views:
         sent = sock.sendmsg(views[:IOV_MAX])
         while sent:
@@ -209,7 +240,7 @@ class _ResponseReader:
     def _recv_into(self, view: memoryview) -> int:
         clock = self.clock
         if clock.deadline is not None:
-            self.sock.settimeout(clock.wait(clock.read))
+            _set_timeout(self.sock, clock.wait(clock.read))
         try:
             n: int = self.sock.recv_into(view)
         except TimeoutError:
@@ -253,7 +284,7 @@ class _ResponseReader:
             end, size = found
             if end - self.pos > h11.MAX_HEAD_BYTES:
                 raise h11.ProtocolViolation("the response head is over 64 KiB")
-            head = h11.parse_head(bytes(self.buf[self.pos : end]))
+            head = h11.parse_head_once(bytes(self.buf[self.pos : end]))
             self.pos = end + size
             if head.status == 101:
                 raise h11.ProtocolViolation("the server switched protocols (101)")
@@ -386,6 +417,8 @@ class SyncTransport:
         self._managers_lock = threading.Lock()
         # Request heads, per method, endpoint, headers and proxy.
         self._heads: dict[tuple[str, Endpoint, tuple[tuple[str, str], ...], bool], bytes] = {}
+        # The proxy and pool of each (scheme, host, port) (see _route).
+        self._routes: dict[tuple[str, str, int], tuple[Proxy | None, Any]] = {}
         self._abandoned: list[object] = []
         with _transports_lock:
             _transports.add(self)
@@ -401,6 +434,23 @@ class SyncTransport:
                 manager = self._managers[proxy] = self._new_manager(proxy)
             return manager
 
+    def _route(self, key: tuple[str, str, int]) -> tuple[Proxy | None, Any]:
+        """The proxy (if any) and the pool for ``(scheme, host, port)``, remembered.
+
+        urllib3 normalises a pool key on every lookup. A remembered pool that
+        is closed (``pool.pool is None``) is looked up again. Its manager may
+        let go of it meanwhile (more than ``num_pools`` origins): no second
+        pool is made for the origin while it is remembered, and :meth:`close`
+        closes the remembered pools too. At most ``num_pools`` are remembered.
+        """
+        scheme, host, port = key
+        proxy = self._proxies.choose(scheme, host, port)
+        pool = self._manager(proxy).connection_from_host(host, port, scheme)
+        if len(self._routes) >= _NUM_POOLS:
+            self._routes.clear()
+        self._routes[key] = (proxy, pool)
+        return proxy, pool
+
     def _new_manager(self, proxy: Proxy | None) -> urllib3.PoolManager:
         config = self._config
         kwargs: dict[str, Any] = {"maxsize": config.pool_size, "block": False, "retries": False}
@@ -409,20 +459,27 @@ class SyncTransport:
             kwargs["cert_reqs"] = "CERT_NONE"
             kwargs["assert_hostname"] = False
         if proxy is None:
-            return urllib3.PoolManager(num_pools=32, **kwargs)
-        return urllib3.ProxyManager(proxy.url, num_pools=32, proxy_headers=proxy.headers, **kwargs)
+            return urllib3.PoolManager(num_pools=_NUM_POOLS, **kwargs)
+        return urllib3.ProxyManager(
+            proxy.url, num_pools=_NUM_POOLS, proxy_headers=proxy.headers, **kwargs
+        )
 
     def _forget_connections(self) -> None:
         # Kept referenced, so that garbage collection does not even close the
         # child's copies of the parent's file descriptors behind its back.
         self._abandoned.append(self._managers)
+        self._abandoned.append(self._routes)
         self._managers = {}
+        self._routes = {}
         self._managers_lock = threading.Lock()  # another thread may have held it at fork
 
     def close(self) -> None:
         """Close every pooled connection."""
+        routes, self._routes = self._routes, {}
         for manager in list(self._managers.values()):
             manager.clear()
+        for _, pool in routes.values():
+            pool.close()  # (urllib3's clear() leaves closing its pools to the garbage collector)
 
     def connection_counts(self) -> list[tuple[str, int, str, int]]:
         """``(host, port, state, count)`` of the pooled connections, for the metrics.
@@ -494,8 +551,11 @@ class SyncTransport:
         where = ep.redacted
         clock = _Clock(req.timeout.read, deadline)
         try:
-            proxy = self._proxies.choose(ep.scheme, ep.host, ep.port)
-            pool = self._manager(proxy).connection_from_host(ep.host, ep.port, ep.scheme)
+            key = (ep.scheme, ep.host, ep.port)
+            route = self._routes.get(key)
+            if route is None or route[1].pool is None:  # new, or closed
+                route = self._route(key)
+            proxy, pool = route
             conn: Any = _checkout(pool)
         except (HTTPError, OSError) as exc:  # e.g. a closed pool
             raise TransportError(f"request to {where} failed: {_reason(exc)}", url=where) from exc
@@ -596,16 +656,16 @@ class SyncTransport:
     ) -> None:
         body = req.body
         head = self._head(req, forward) + b"%d\r\n\r\n" % body.nbytes
-        sock.settimeout(clock.wait(req.timeout.read))
+        _set_timeout(sock, clock.wait(req.timeout.read))
         if body.nbytes <= SMALL_BODY:
-            _send_gathered(sock, [head, *body.segments])
+            _send_gathered(sock, [head, *body.segments], len(head) + body.nbytes)
             return
         sock.sendall(head)
         for segment in body.segments:
             view = memoryview(segment).cast("B")
             for start in range(0, view.nbytes, SEND_SLICE):
                 if clock.deadline is not None:
-                    sock.settimeout(clock.wait(req.timeout.read))
+                    _set_timeout(sock, clock.wait(req.timeout.read))
                 sock.sendall(view[start : start + SEND_SLICE])  # straight from the array
 
     def _exchange(
@@ -643,7 +703,7 @@ class SyncTransport:
                 write_error = exc
             reader = _ResponseReader(sock, clock)
             if clock.deadline is None:
-                sock.settimeout(req.timeout.read)
+                _set_timeout(sock, req.timeout.read)
             try:
                 head = reader.read_head()
             except (
@@ -714,15 +774,15 @@ class SyncTransport:
         """The body of the response ``head``; and whether the connection may be kept."""
         ep = req.endpoint
         status = head.status
-        headers = head.headers
-        retry_after = headers.get("retry-after")
-        frame = h11.framing(head, req.method)
-        encoding = headers.get("content-encoding", "").strip().lower()
+        rules = h11.body_rules(head, req.method)
+        retry_after = rules.retry_after
+        frame = rules.frame
+        encoding = rules.encoding
         decoder = None
         if encoding not in ("", "identity"):
             limit = req.max_response_bytes if status == 200 else ERROR_BODY_BYTES
             decoder = h11.BoundedDecoder(encoding, limit)
-        clean = sent and frame.reusable and head.keep_alive
+        clean = sent and frame.reusable and rules.keep_alive
 
         if status != 200:
             data = bytearray()

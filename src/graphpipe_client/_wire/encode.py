@@ -20,7 +20,7 @@ import numpy as np
 
 from .._exceptions import EncodeError, ErrorEntry
 from .decode import REQ_INFER, REQ_METADATA
-from .dtypes import SUPPORTED_TYPES_TEXT, DataType, type_of_dtype
+from .dtypes import SUPPORTED_TYPES_TEXT, DataType, type_of_dtype, wire_dtype
 from .messages import EncodedMessage, IOMetadata, ModelMetadata
 
 __all__ = [
@@ -260,13 +260,18 @@ class _Writer:
             self.link(vec + 4 + 4 * i, self.tensor(t))
         return vec
 
-    def finish(self, root: int) -> EncodedMessage:
-        """Place the data vectors after the head and return the segments."""
+    def finish(self, root: int, layout: list[bytes | int] | None = None) -> EncodedMessage:
+        """Place the data vectors after the head and return the segments.
+
+        With ``layout`` (an empty list), also describe the message for
+        :data:`_LAYOUTS`: each segment that is not tensor data as ``bytes``,
+        and the data of ``data_links[i]`` as ``i``.
+        """
         self.link(0, root)
         buf = self.buf
         segments: list[bytes | bytearray | memoryview] = [buf]
         pos = len(buf)
-        for field_pos, arr in self.data_links:
+        for i, (field_pos, arr) in enumerate(self.data_links):
             pad = -(pos + 4) % DATA_ALIGNMENT
             prefix = bytes(pad) + _pack_u32(arr.nbytes)
             _pack_into_u32(buf, field_pos, pos + pad - field_pos)
@@ -274,15 +279,21 @@ class _Writer:
                 buf += prefix  # nothing follows the head yet: extend it
             else:
                 segments.append(prefix)
+                if layout is not None:
+                    layout.append(prefix)
             pos += pad + 4
             if arr.nbytes:
                 segments.append(memoryview(cast(Any, arr.reshape(-1))).cast("B"))
+                if layout is not None:
+                    layout.append(i)
                 pos += arr.nbytes
         if pos > MAX_MESSAGE_BYTES:
             raise EncodeError(
                 f"the message would be {pos} bytes, over the 2 GiB limit of a FlatBuffers "
                 "message; split the batch into smaller requests"
             )
+        if layout is not None:
+            layout.insert(0, bytes(buf))
         return EncodedMessage(tuple(segments), pos)
 
 
@@ -314,8 +325,16 @@ def _config(config: str | bytes | None) -> bytes:
     raise EncodeError(f"config must be str or bytes, not {type(config).__name__}")
 
 
+#: The dtypes whose C-contiguous arrays go out as they are (numeric, little-endian).
+_READY: Final = frozenset(wire_dtype(code) for code in DataType if wire_dtype(code) is not None)
+
+
 def _prepare_all(values: Sequence[ArrayLike] | ArrayLike, what: str) -> list[Prepared]:
     items = list(values) if isinstance(values, (list, tuple)) else [values]
+    if all(type(v) is np.ndarray and v.dtype in _READY and v.flags.c_contiguous for v in items):
+        # What prepare_tensor would return as is: no conversion to make or to check.
+        _check_size(cast(list[np.ndarray], items), what)
+        return cast(list[Prepared], items)
     arrays = [_as_array(v, f"{what}[{i}]") for i, v in enumerate(items)]
     _check_size(arrays, what)
     return [prepare_tensor(a, f"{what}[{i}]") for i, a in enumerate(arrays)]
@@ -353,6 +372,16 @@ def encode_infer_request(
     in_names = _names(input_names, len(tensors), "input_names")
     out_names = _names(output_names, None, "output_names")
     cfg = _config(config)
+    key = _layout_key(tensors, in_names, out_names, cfg)
+    if key is not None:
+        cached = _LAYOUTS.get(key)
+        if cached is not None:
+            layout, nbytes = cached
+            # (numeric tensors only: the key of a request with strings is None)
+            views = [memoryview(cast(Any, t).reshape(-1)).cast("B") for t in tensors]
+            return EncodedMessage(
+                tuple(part if isinstance(part, bytes) else views[part] for part in layout), nbytes
+            )
 
     w = _Writer()
     # Request: req_type (slot 0, u8 at +8), req (slot 1, offset at +4).
@@ -365,7 +394,45 @@ def encode_infer_request(
     w.link(infer + 8, w.string_vector(in_names))
     w.link(infer + 16, w.string_vector(out_names))
     w.link(infer + 12, w.tensor_vector(tensors))
-    return w.finish(request)
+    if key is None:
+        return w.finish(request)
+    new: list[bytes | int] = []
+    msg = w.finish(request, new)
+    if len(_LAYOUTS) >= MAX_LAYOUTS:
+        _LAYOUTS.clear()
+    _LAYOUTS[key] = (tuple(new), msg.nbytes)
+    return msg
+
+
+#: Layouts remembered (then all forgotten at once: a cache of the requests a process repeats).
+MAX_LAYOUTS: Final = 256
+
+#: The layout of each request already encoded, by everything it depends on
+#: (see :func:`_layout_key`): the message's segments, with each tensor's data
+#: as its index, and the message's size. A repeated call only views its data.
+_LAYOUTS: dict[tuple[object, ...], tuple[tuple[bytes | int, ...], int]] = {}
+
+
+def _layout_key(
+    tensors: Sequence[Prepared], in_names: list[bytes], out_names: list[bytes], cfg: bytes
+) -> tuple[object, ...] | None:
+    """What an ``InferRequest``'s bytes depend on, but for its tensor data; ``None`` with strings.
+
+    Each tensor's dtype (byte order and item size included) and shape, the
+    names and the config: two requests with the same key are the same bytes
+    up to the tensor data (tested: ``tests/wire/test_layouts.py``). String
+    tensors carry their values in the layout: those requests are not cached.
+    """
+    parts: list[object] = []
+    for t in tensors:
+        if isinstance(t, _StringTensor):
+            return None
+        parts.append(t.dtype.str)
+        parts.append(t.shape)
+    parts.append(tuple(in_names))
+    parts.append(tuple(out_names))
+    parts.append(cfg)
+    return tuple(parts)
 
 
 def encode_metadata_request() -> EncodedMessage:

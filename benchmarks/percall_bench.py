@@ -1,0 +1,334 @@
+"""What one small call costs the client process: instructions and system calls.
+
+Each case makes a 1x10 float32 call to the benchmark server (a child process,
+so that only the client process is counted) over a kept-alive connection:
+
+- the raw-socket client (pre-encoded request, ``sendall``, read the head,
+  ``recv_into``): the floor;
+- a bare urllib3 POST of the same bytes;
+- ``Client.execute``;
+- ``AsyncClient.execute`` (asyncio fast path);
+- ``Client.execute_named`` with 3 small inputs (and the output name given).
+
+A probe process (``python -m benchmarks.percall_bench --probe CASE PORT N``)
+sets its case up, makes 20 warm-up calls, then ``N`` calls, and exits. It runs
+under valgrind's callgrind (instructions) and under ``strace -c -f`` (system
+calls), once with N=30 and once with N=230: the difference divided by 200 is
+the cost of one call, with the start-up, imports and set-up taken out.
+``OPENBLAS_NUM_THREADS=1`` and a fixed ``PYTHONHASHSEED`` make the counts
+repeatable (two runs agree within 1%, even on a busy machine).
+
+Both tools are Debian packages (``apt-get install valgrind strace``); without
+them the section skips with one line. Run it alone with
+``nox -s bench -- --only percall`` or ``python -m benchmarks --only percall``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from .timing import Figure
+
+__all__ = ["CASES", "run_percall"]
+
+Log = Callable[[str], None]
+ROOT = Path(__file__).resolve().parent.parent
+
+RAW = "raw socket (floor)"
+URLLIB3 = "bare urllib3 POST"
+SYNC = "Client.execute"
+ASYNC = "AsyncClient.execute"
+NAMED = "Client.execute_named, 3 inputs"
+
+#: case name -> (probe key, instruction target as a multiple of the floor, syscall target)
+CASES: dict[str, tuple[str, float | None, float | None]] = {
+    RAW: ("raw", None, None),
+    URLLIB3: ("urllib3", None, None),
+    SYNC: ("sync", 5.0, 4.0),
+    ASYNC: ("async", 5.0, 5.0),
+    NAMED: ("named", 7.0, None),
+}
+
+WARMUP = 20
+LOW, HIGH = 30, 230
+
+
+# --------------------------------------------------------------------------
+# The probe (runs in its own process, under valgrind or strace)
+
+
+def _probe_call(case: str, port: int) -> tuple[Callable[[], object], Callable[[], None]]:
+    """Set ``case`` up; return (one call, close)."""
+    if case == "raw":
+        from .rawclient import RawClient
+
+        # The request (head and body) as our client writes it, made by the
+        # parent: the floor's process imports no graphpipe_client.
+        parts = [Path(os.environ["PERCALL_RAW_REQUEST"]).read_bytes()]
+        raw = RawClient(port, int(os.environ["PERCALL_RAW_RESPONSE"]))
+        return (lambda: raw.post(parts)), raw.close
+    import numpy as np
+
+    from .workloads import WORKLOADS
+
+    w = WORKLOADS["tiny"]
+    x = w.request
+    url = f"http://127.0.0.1:{port}{w.path}"
+    if case == "urllib3":
+        import urllib3
+
+        body = w.request_bytes()
+        headers = {"Content-Type": "application/octet-stream"}
+        pool = urllib3.HTTPConnectionPool("127.0.0.1", port, maxsize=1)
+        return (lambda: pool.urlopen("POST", w.path, body=body, headers=headers).data), pool.close
+    if case in ("sync", "named"):
+        import graphpipe_client as gp
+
+        client = gp.Client(url)
+        if case == "sync":
+            return (lambda: client.execute(x)), client.close
+        inputs = {
+            "a": np.ones((1, 4), np.float32),
+            "b": np.arange(3, dtype=np.int64),
+            "c": np.zeros((2, 2), np.float64),
+        }
+        names = ["output0"]
+        return (lambda: client.execute_named(inputs, names)), client.close
+    raise ValueError(f"unknown case {case!r}")
+
+
+def _probe(case: str, port: int, calls: int) -> None:
+    if case == "async":
+        import asyncio
+
+        import graphpipe_client as gp
+
+        from .workloads import WORKLOADS
+
+        w = WORKLOADS["tiny"]
+        x = w.request
+
+        async def main() -> None:
+            async with gp.AsyncClient(f"http://127.0.0.1:{port}{w.path}") as client:
+                for _ in range(WARMUP):
+                    await client.execute(x)
+                for _ in range(calls):
+                    await client.execute(x)
+
+        asyncio.run(main())
+        return
+    call, close = _probe_call(case, port)
+    for _ in range(WARMUP):
+        call()
+    for _ in range(calls):
+        call()
+    close()
+
+
+# --------------------------------------------------------------------------
+# Running the probes
+
+
+def missing_tools() -> list[str]:
+    """The tools this section needs that are not on ``PATH``."""
+    return [t for t in ("valgrind", "strace") if shutil.which(t) is None]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(_RAW_FILES)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    env["PYTHONHASHSEED"] = "0"
+    env["OPENBLAS_NUM_THREADS"] = "1"
+    env["OMP_NUM_THREADS"] = "1"
+    env.pop("PYTHONMALLOC", None)
+    return env
+
+
+#: The raw probe's request and response size (set by :func:`run_percall`).
+_RAW_FILES: dict[str, str] = {}
+
+
+def _probe_cmd(case: str, port: int, calls: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "benchmarks.percall_bench",
+        "--probe",
+        case,
+        str(port),
+        str(calls),
+    ]
+
+
+def instructions(case: str, port: int, calls: int) -> int:
+    """Instructions the probe process executes (all its threads), by callgrind."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        proc = subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={out}",
+                "--cache-sim=no",
+                "--branch-sim=no",
+                *_probe_cmd(case, port, calls),
+            ],
+            capture_output=True,
+            text=True,
+            env=_env(),
+            timeout=900,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"the {case} probe failed under callgrind:\n{proc.stderr[-3000:]}")
+        total = 0
+        for line in out.read_text().splitlines():
+            if line.startswith(("summary:", "totals:")):
+                total = max(total, int(line.split()[1]))
+        return total
+
+
+def syscalls(case: str, port: int, calls: int) -> tuple[int, dict[str, int]]:
+    """System calls the probe process makes (all its threads), by ``strace -c -f``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "strace.out"
+        proc = subprocess.run(
+            ["strace", "-c", "-f", "-o", str(out), *_probe_cmd(case, port, calls)],
+            capture_output=True,
+            text=True,
+            env=_env(),
+            timeout=600,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"the {case} probe failed under strace:\n{proc.stderr[-3000:]}")
+        return _parse_strace(out.read_text())
+
+
+def _parse_strace(text: str) -> tuple[int, dict[str, int]]:
+    by_name: dict[str, int] = {}
+    total = 0
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 5 or not parts[0].replace(".", "").isdigit():
+            continue
+        name = parts[-1]
+        # "% time seconds usecs/call calls [errors] syscall"
+        calls = int(parts[3])
+        if name == "total":
+            total = calls
+        else:
+            by_name[name] = calls
+    return total, by_name
+
+
+def _per_call(low: float, high: float) -> float:
+    return (high - low) / (HIGH - LOW)
+
+
+def run_percall(quick: bool, log: Log = print) -> tuple[list[Figure], dict[str, Any]]:
+    """Instructions and system calls per small call, each case against the raw-socket floor."""
+    missing = missing_tools()
+    if missing:
+        log(
+            f"  skipped: {' and '.join(missing)} not found "
+            f"(install with: apt-get install {' '.join(missing)})"
+        )
+        return [], {"skipped": f"missing {', '.join(missing)}"}
+    from .rawclient import request_head
+    from .server import BenchServer
+    from .workloads import WORKLOADS
+
+    w = WORKLOADS["tiny"]
+    body = w.request_bytes()
+    table: dict[str, Any] = {}
+    with BenchServer() as server, tempfile.TemporaryDirectory() as tmp:
+        request = Path(tmp) / "request"
+        request.write_bytes(request_head(w.path, len(body), server.port) + body)
+        _RAW_FILES.update(
+            PERCALL_RAW_REQUEST=str(request), PERCALL_RAW_RESPONSE=str(len(w.response_bytes()))
+        )
+        # Two probes at a time (each is one process; the counts do not depend on the load).
+        with ThreadPoolExecutor(2) as pool:
+            jobs = {
+                (key, tool, n): pool.submit(tool, key, server.port, n)
+                for key, _, _ in CASES.values()
+                for tool in (instructions, syscalls)
+                for n in (LOW, HIGH)
+            }
+            done = {k: f.result() for k, f in jobs.items()}
+        for name, (key, _, _) in CASES.items():
+            ins = _per_call(done[key, instructions, LOW], done[key, instructions, HIGH])  # type: ignore[arg-type]
+            (s_low, by_low), (s_high, by_high) = (
+                done[key, syscalls, LOW],
+                done[key, syscalls, HIGH],
+            )
+            which = {
+                n: round(_per_call(by_low.get(n, 0), c), 2)
+                for n, c in by_high.items()
+                if _per_call(by_low.get(n, 0), c) >= 0.05
+            }
+            table[name] = {
+                "instructions": ins,
+                "syscalls": _per_call(s_low, s_high),
+                "syscalls_by_name": which,
+            }
+            log(
+                f"  {name}: {ins / 1e3:,.1f}k instructions, "
+                f"{table[name]['syscalls']:.2f} system calls per call "
+                f"({', '.join(f'{n} {v:g}' for n, v in sorted(which.items()))})"
+            )
+    floor = table[RAW]["instructions"]
+    figures = []
+    for name, (_, ins_target, sys_target) in CASES.items():
+        row = table[name]
+        figures.append(
+            Figure(
+                "percall",
+                f"{name}: instructions per small call",
+                "instr",
+                row["instructions"],
+                RAW if name != RAW else "",
+                floor if name != RAW else None,
+                ins_target,
+                f"<= {ins_target:g}x the raw socket" if ins_target else "",
+            )
+        )
+        figures.append(
+            Figure(
+                "percall",
+                f"{name}: system calls per small call",
+                "calls",
+                row["syscalls"],
+                "",
+                1.0 if sys_target else None,
+                sys_target,
+                f"<= {sys_target:g}" if sys_target else "",
+                note=", ".join(f"{n} {v:g}" for n, v in sorted(row["syscalls_by_name"].items())),
+            )
+        )
+    return figures, table
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    if len(args) == 4 and args[0] == "--probe":
+        _probe(args[1], int(args[2]), int(args[3]))
+        return
+    figures, _ = run_percall("--quick" in args)
+    from .__main__ import print_table
+
+    print_table(figures)
+
+
+if __name__ == "__main__":
+    main()
