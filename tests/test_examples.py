@@ -22,6 +22,7 @@ def test_every_example_is_here() -> None:
     assert SCRIPTS == [
         "async_fanout.py",
         "batched_scoring.py",
+        "coalescing.py",
         "dask_scoring.py",
         "quickstart.py",
         "thread_pool.py",
