@@ -142,3 +142,45 @@ def test_a_broken_response_the_size_of_a_remembered_one_is_still_refused() -> No
         codec.decode_infer_response(good)  # remembered again for the next flip
         assert [o.shape for o in got.outputs] == [o.shape for o in want.outputs]
         assert all(np.array_equal(a, b) for a, b in zip(got.outputs, want.outputs, strict=True))
+
+
+def test_a_message_whose_data_overlaps_its_own_structure_is_never_remembered() -> None:
+    """A hostile layout: the data vector of a uint8 tensor starts on its own shape vector.
+
+    The reader accepts it (shape (1,), one byte of data that is also the shape's first
+    byte). Remembering it would let a message equal to it outside "the data" reuse the
+    first reading although its shape is different; so it is not remembered, and a
+    message that differs in that byte is read in full (and refused).
+    """
+    import struct
+
+    from graphpipe_client._wire import decode
+
+    wire = bytearray(_response(np.array([7], np.uint8)))
+    root = struct.unpack_from("<I", wire, 0)[0]
+
+    def field(table: int, slot: int) -> int:
+        vt = table - struct.unpack_from("<i", wire, table)[0]
+        (off,) = struct.unpack_from("<H", wire, vt + 4 + 2 * slot)
+        return table + off
+
+    def target(p: int) -> int:
+        return p + struct.unpack_from("<I", wire, p)[0]
+
+    vec = target(field(root, 0))
+    tensor = target(vec + 4)
+    shape_at = target(field(tensor, 1))
+    data_field = field(tensor, 2)
+    assert shape_at > data_field
+    struct.pack_into("<I", wire, data_field, shape_at - data_field)  # data: [rank][shape[0]...]
+    decode._FRAMES.clear()
+    (out,) = codec.decode_infer_response(bytes(wire)).outputs
+    assert out.shape == (1,) and out[0] == 1  # the low byte of shape[0], read as data
+    assert len(wire) not in decode._FRAMES
+    other = bytearray(wire)
+    other[shape_at + 4] = 2  # "the data", and the shape's first byte: now shape (2,)
+    try:
+        got = codec.decode_infer_response(bytes(other)).outputs
+    except codec.DecodeError:
+        return
+    assert got[0].shape == (2,)  # whatever a full reading says; never the remembered (1,)

@@ -12,6 +12,7 @@ writable exactly when the buffer is writable.
 
 from __future__ import annotations
 
+import bisect
 import struct
 from typing import Any, Final, NoReturn
 
@@ -462,8 +463,10 @@ def _read_outputs(mv: memoryview, n: int, data: list[tuple[int, int]]) -> list[n
 # A response whose bytes outside its tensor data equal those of one the fast
 # reader already accepted, at the same size, is the same message but for the
 # data: the reader never looks inside the data, so it would find the same
-# outputs at the same places. Remembered per size: those bytes, and each
-# output's dtype, shape and data offset.
+# outputs at the same places. That holds only where no data range overlaps a
+# byte the reader read (a hostile message can point a data vector at its own
+# shape): such a response is never remembered (:func:`_data_apart`).
+# Remembered per size: those bytes, and each output's dtype, shape and data offset.
 
 #: The most bytes outside the tensor data a remembered response may have.
 MAX_REMEMBERED_FRAME: Final = 4096
@@ -486,9 +489,76 @@ def _known_outputs(mv: memoryview, n: int) -> list[np.ndarray] | None:
     return [np.ndarray(shape, dtype, mv, offset) for dtype, shape, offset in outputs]
 
 
+#: At most this many outputs in a remembered response (more: read in full each time).
+MAX_REMEMBERED_OUTPUTS: Final = 16
+
+
+def _structure_reads(mv: memoryview, n: int) -> list[tuple[int, int]]:
+    """The ``[start, end)`` ranges of every byte :func:`_read_outputs` read, for a
+    response it accepted (so without its checks): tables, vtables, offsets, vector
+    lengths, the type bytes and the shapes; never the tensor data."""
+    reads = [(0, 4)]
+
+    def fields(pos: int, slots: int) -> tuple[int, ...]:
+        vt = pos - _I32(mv, pos)[0]
+        vt_size = _U16X2(mv, vt)[0]
+        k = min(slots, (vt_size - 4) >> 1)
+        reads.extend(((pos, pos + 4), (vt, vt + 4 + 2 * k)))
+        offs: tuple[int, ...] = _VTABLE_SLOTS[k](mv, vt + 4) + (0,) * (slots - k)
+        return offs
+
+    def ref(pos: int, off: int) -> int:
+        if not off:
+            return 0
+        reads.append((pos + off, pos + off + 4))
+        target: int = pos + off + _U32(mv, pos + off)[0]
+        return target
+
+    t = _U32(mv, 0)[0]
+    o_tensors, o_errors = fields(t, 2)
+    ep = ref(t, o_errors)
+    if ep:
+        reads.append((ep, ep + 4))
+    vec = ref(t, o_tensors)
+    if vec:
+        count = _U32(mv, vec)[0]
+        reads.append((vec, vec + 4 + 4 * count))
+        for q in range(vec + 4, vec + 4 + 4 * count, 4):
+            pos = q + _U32(mv, q)[0]
+            o_type, o_shape, o_data, o_strings = fields(pos, 4)
+            if o_type:
+                reads.append((pos + o_type, pos + o_type + 1))
+            sp = ref(pos, o_shape)
+            if sp:
+                reads.append((sp, sp + 4 + 8 * _U32(mv, sp)[0]))
+            for p in (ref(pos, o_data), ref(pos, o_strings)):
+                if p:
+                    reads.append((p, p + 4))
+    return reads
+
+
+def _data_apart(mv: memoryview, n: int, data: list[tuple[int, int]]) -> bool:
+    """Whether the tensor data ranges overlap neither each other nor any byte the reader
+    read: only then is the reading a function of the bytes outside the data."""
+    ranges = sorted((start, start + nbytes) for start, nbytes in data if nbytes)
+    for (_, end), (start, _) in zip(ranges, ranges[1:], strict=False):
+        if start < end:
+            return False
+    starts = [start for start, _ in ranges]
+    for lo, hi in _structure_reads(mv, n):
+        i = bisect.bisect_right(starts, lo) - 1  # the last data range starting at or before lo
+        if i >= 0 and ranges[i][1] > lo:
+            return False
+        if i + 1 < len(ranges) and ranges[i + 1][0] < hi:
+            return False
+    return True
+
+
 def _remember(
     mv: memoryview, n: int, outputs: list[np.ndarray], data: list[tuple[int, int]]
 ) -> None:
+    if len(outputs) > MAX_REMEMBERED_OUTPUTS or not _data_apart(mv, n, data):
+        return  # a hostile layout (or a large one): read in full every time
     spans = []
     pos = 0
     for start, nbytes in sorted(data):
