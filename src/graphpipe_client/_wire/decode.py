@@ -13,6 +13,7 @@ writable exactly when the buffer is writable.
 from __future__ import annotations
 
 import bisect
+import itertools
 import struct
 from typing import Any, Final, NoReturn
 
@@ -541,7 +542,7 @@ def _data_apart(mv: memoryview, n: int, data: list[tuple[int, int]]) -> bool:
     """Whether the tensor data ranges overlap neither each other nor any byte the reader
     read: only then is the reading a function of the bytes outside the data."""
     ranges = sorted((start, start + nbytes) for start, nbytes in data if nbytes)
-    for (_, end), (start, _) in zip(ranges, ranges[1:], strict=False):
+    for (_, end), (start, _) in itertools.pairwise(ranges):
         if start < end:
             return False
     starts = [start for start, _ in ranges]
