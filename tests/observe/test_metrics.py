@@ -187,3 +187,28 @@ def test_open_connections_by_state_async(reader: InMemoryMetricReader) -> None:
 
         seen = asyncio.run(main())
     assert seen["active"] == 0 and 1 <= seen["idle"] <= 3
+
+
+def test_the_rows_of_each_coalesced_request_are_recorded(reader: InMemoryMetricReader) -> None:
+    """Four threads, a batch of at most 4 rows that waits up to 5 s: one request of 4 rows."""
+    start = threading.Barrier(4)
+    results: list[np.ndarray] = []
+
+    def call(client: gp.Client, i: int) -> None:
+        start.wait(5)
+        results.append(client.execute(np.full((1, 2), float(i))))
+
+    with (
+        serve(lambda x: x * 2) as server,
+        gp.Client(server.url, coalesce=gp.Coalesce(max_rows=4, max_wait=5.0)) as client,
+    ):
+        threads = [threading.Thread(target=call, args=(client, i)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+    assert len(results) == 4
+    (d,) = points(reader)["graphpipe.client.coalesced.rows"]
+    assert d.count == 1 and d.sum == 4
+    (rows,) = points(reader)["graphpipe.client.rows"]
+    assert rows.value == 4

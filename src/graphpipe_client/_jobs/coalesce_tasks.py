@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from .._exceptions import GraphPipeError
+from .._observe.metrics import count_coalesced
 from .coalesce import (
     ALONE,
     Batch,
@@ -183,6 +184,7 @@ class TaskCoalescer:
     async def _dispatch(self, batch: Batch) -> None:
         """Send the batch and hand each member its outcome (bisecting a model error)."""
         log_batch(batch)
+        count_coalesced(batch.rows)
         try:
             outputs = await self._send(batch)
         except GraphPipeError as exc:

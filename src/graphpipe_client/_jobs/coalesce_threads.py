@@ -27,6 +27,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .._exceptions import GraphPipeError, TransportError
+from .._observe.metrics import count_coalesced
 from .coalesce import (
     ALONE,
     Batch,
@@ -207,6 +208,7 @@ class ThreadCoalescer:
     def _dispatch(self, batch: Batch) -> None:
         """Send the batch and hand each member its outcome (bisecting a model error)."""
         log_batch(batch)
+        count_coalesced(batch.rows)
         try:
             outputs = self._send(batch)
         except GraphPipeError as exc:

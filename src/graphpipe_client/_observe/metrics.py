@@ -30,8 +30,8 @@ GraphPipe's own:
 - ``graphpipe.client.hedges`` (counter, ``{request}``): hedges sent, with
   ``graphpipe.hedge.won`` (``False`` when sent; one more with ``True`` when it
   answered first);
-- reserved for request coalescing: ``graphpipe.client.coalesced.rows``
-  (histogram, ``{row}``: the rows of one coalesced request).
+- ``graphpipe.client.coalesced.rows`` (histogram, ``{row}``): the rows of each
+  request a coalescer (``Coalesce``) sends.
 
 And ``http.client.open_connections`` (observable up-down counter,
 ``{connection}``), by ``server.address``, ``server.port`` and
@@ -56,6 +56,7 @@ from typing import Any, Protocol, TypeVar
 __all__ = [
     "CallMetrics",
     "ametered",
+    "count_coalesced",
     "count_ejection",
     "count_hedge",
     "count_rows",
@@ -190,6 +191,11 @@ class _Instruments:
             "graphpipe.client.replica.ejections",
             unit="{ejection}",
             description="Replicas taken out of rotation.",
+        )
+        self.coalesced = meter.create_histogram(
+            "graphpipe.client.coalesced.rows",
+            unit="{row}",
+            description="Rows of each request sent by a coalescer (Coalesce).",
         )
         self.hedges = meter.create_counter(
             "graphpipe.client.hedges",
@@ -341,6 +347,13 @@ def count_ejection(req: MeteredRequest) -> None:
     if inst is not None:
         ep = req.endpoint
         inst.ejections.add(1, {"server.address": ep.host, "server.port": ep.port})
+
+
+def count_coalesced(rows: int) -> None:
+    """Record the rows of one request a coalescer sends (before it goes: one provider check)."""
+    inst = _instruments()
+    if inst is not None:
+        inst.coalesced.record(rows)
 
 
 def count_hedge(won: bool) -> None:
