@@ -22,6 +22,7 @@ The rules (see ``docs/replicas.md``):
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Awaitable
@@ -61,6 +62,7 @@ class _AsyncSender(Protocol):
     def send(
         self, req: PreparedRequest, deadline: float | None = ...
     ) -> Awaitable[RawResponse]: ...
+    def sleep(self, seconds: float) -> Awaitable[None]: ...
 
 
 class Client(Protocol):
@@ -291,8 +293,6 @@ async def replica_attempts_async(
     client: AsyncClient, req: PreparedRequest, rs: ReplicaSet
 ) -> RawResponse:
     """Every attempt of one call of an async client over the replicas of ``rs``."""
-    import asyncio
-
     config = client._config
     state = RetryState(config, req)
     tried: set[int] = set()
@@ -311,7 +311,7 @@ async def replica_attempts_async(
             _probed(rs, choice.index, ready, why)
             continue
         if choice.action == "wait":
-            await asyncio.sleep(_wait(rs, state, choice, last))
+            await client._transport.sleep(_wait(rs, state, choice, last))
             continue
         i = choice.index
         attempt = retarget(config, req, rs.endpoint(i))
@@ -340,7 +340,7 @@ async def replica_attempts_async(
                 return raw
             delay = retry_delay
         if delay:
-            await asyncio.sleep(delay)
+            await client._transport.sleep(delay)
 
 
 async def _aprobe_one(
@@ -357,8 +357,45 @@ async def _aprobe_one(
 _TASKS: dict[asyncio.Task[None], AsyncClient] = {}
 
 
+#: The background probes under trio (system tasks), by cancel scope, and their clients.
+_TRIO_SCOPES: dict[Any, AsyncClient] = {}
+
+
+def _asyncio_running() -> bool:
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _probe_in_trio(client: AsyncClient, rs: ReplicaSet, index: int) -> None:
+    """A background probe under trio: a system task (trio has no detached tasks), in a
+    cancel scope that ``aclose`` cancels; trio cancels it too when its run ends."""
+    trio = sys.modules["trio"]
+    scope = trio.CancelScope()
+
+    async def run() -> None:
+        ready, why = False, "the probe was cancelled"
+        try:
+            with scope:
+                ready, why = await _aprobe_one(client, rs, index, None)
+        finally:
+            _TRIO_SCOPES.pop(scope, None)
+            _probed(rs, index, ready, why)
+
+    _TRIO_SCOPES[scope] = client
+    trio.lowlevel.spawn_system_task(run, name="graphpipe-replica-probe")
+
+
 def _probe_in_task(client: AsyncClient, rs: ReplicaSet, index: int) -> None:
     import asyncio
+
+    if not _asyncio_running():
+        _probe_in_trio(client, rs, index)
+        return
 
     async def run() -> None:
         ready, why = False, "the probe was cancelled"
@@ -380,6 +417,11 @@ async def cancel_probes(client: AsyncClient) -> None:
     """
     import asyncio
 
+    if not _asyncio_running():  # trio: cancel its probes' scopes (they end at once)
+        for scope, c in list(_TRIO_SCOPES.items()):
+            if c is client:
+                scope.cancel()
+        return
     loop = asyncio.get_running_loop()
     tasks = [t for t, c in list(_TASKS.items()) if c is client and t.get_loop() is loop]
     for t in tasks:
@@ -392,9 +434,12 @@ async def probe_all_async(
     client: AsyncClient, rs: ReplicaSet, which: str, timeout: Any
 ) -> tuple[bool, str]:
     """The async :func:`probe_all_sync`: the replicas are probed concurrently."""
-    import asyncio
+    if _asyncio_running():
+        import asyncio
 
-    results = await asyncio.gather(*(client._probe(which, url, timeout) for url in rs.urls))
+        results = await asyncio.gather(*(client._probe(which, url, timeout) for url in rs.urls))
+    else:  # trio: one after the other (each bounded by the probe's timeout)
+        results = [await client._probe(which, url, timeout) for url in rs.urls]
     answers = []
     for i, (ok, why) in enumerate(results):
         if ok and which == "ready":
