@@ -31,7 +31,8 @@ def tests_newer(session: nox.Session) -> None:
 
     With pyenv, make them visible first, e.g.
     ``PYENV_VERSION=3.11.7:3.12.1:3.13.0 nox -s tests_newer``. The tests marked
-    ``slow`` (the hostile-server campaign, the fuzzers, the soak: long and
+    ``slow`` (the hostile-server campaign, the fuzzers, the soak, the docs' code
+    blocks and the examples run as printed: long and
     independent of the interpreter) run in ``tests`` and ``oldest`` only.
     """
     session.install("-e", ".")

@@ -40,6 +40,10 @@ import pytest
 
 from graphpipe_client.testing import GraphPipeServer, demo_metadata, demo_model, serve
 
+#: Long, and about the docs and examples rather than the interpreter: run in `tests` and
+#: `oldest`, not in `tests_newer`.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 DEMO = "http://127.0.0.1:9000"
@@ -321,6 +325,7 @@ SETUP: dict[str, str] = {
 #: Runs a setup and a block in one interpreter (as python -m asyncio does top-level await).
 RUNNER = """
 import ast, asyncio, json, sys
+
 spec = json.loads(sys.argv[1])
 ns = {"__name__": "__main__", "DEMO_URL": spec["url"]}
 loop = asyncio.new_event_loop()

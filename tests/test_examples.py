@@ -14,6 +14,10 @@ from pathlib import Path
 
 import pytest
 
+#: Long, and about the docs and examples rather than the interpreter: run in `tests` and
+#: `oldest`, not in `tests_newer`.
+pytestmark = pytest.mark.slow
+
 EXAMPLES = Path(__file__).parent.parent / "examples"
 SCRIPTS = sorted(p.name for p in EXAMPLES.glob("*.py") if not p.name.startswith("test_"))
 
