@@ -9,6 +9,7 @@ clients, counting what each server received.
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -197,6 +198,27 @@ def run_batched(
     return asyncio.run(main())
 
 
+def down(*servers: GraphPipeServer) -> list[socket.socket]:
+    """Stop ``servers`` and hold their ports, bound but not listening: connections are
+    refused, and no other process (the other CI lane's tests) can take a port before its
+    server starts again on it (a call would then be answered by a stranger)."""
+    held = []
+    for server in servers:
+        server.stop()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", server.port))
+        held.append(sock)
+    return held
+
+
+def up(held: list[socket.socket], *servers: GraphPipeServer) -> None:
+    """Release the ports :func:`down` held and start the servers again on them."""
+    for sock, server in zip(held, servers, strict=True):
+        sock.close()
+        server.start()
+
+
 KINDS = ["sync", "async"]
 
 
@@ -350,16 +372,14 @@ def test_every_replica_down_fails_fast_then_waits_for_the_earliest(
 ) -> None:
     (a, _), (b, _) = replicas(), replicas()
     x = np.ones(2)
-    a.stop()
-    b.stop()
+    held = down(a, b)
 
     async def amain(client: AsyncClient) -> None:
         with pytest.raises(ConnectError, match="past the call's deadline"):
             await client.execute(x, timeout=Timeout(total=1))
         with pytest.raises(ConnectError, match="every replica is out of rotation"):
             await client.execute(x)
-        a.start()
-        b.start()
+        up(held, a, b)
         assert np.array_equal(await client.execute(x, timeout=Timeout(total=10)), x * 2)
 
     if kind == "sync":
@@ -370,8 +390,7 @@ def test_every_replica_down_fails_fast_then_waits_for_the_earliest(
             assert [s.ready for s in client.replicas] == [False, False]
             with pytest.raises(ConnectError, match="every replica is out of rotation"):
                 client.execute(x)  # still down, and no deadline lets it wait that long
-            a.start()
-            b.start()
+            up(held, a, b)
             # The call waits for the earliest back-off, probes, and is answered.
             assert np.array_equal(client.execute(x, timeout=Timeout(total=10)), x * 2)
     else:
@@ -391,9 +410,8 @@ def test_a_short_outage_of_every_replica_is_ridden_out_by_the_deadline_alone(
     waits for them (its waits and probes spend no retries) and is answered."""
     (a, ca), (b, cb) = replicas(), replicas()
     x = np.ones(2)
-    a.stop()
-    b.stop()
-    back = threading.Timer(1.5, lambda: (a.start(), b.start()))
+    held = down(a, b)
+    back = threading.Timer(1.5, lambda: up(held, a, b))
 
     async def acall() -> Any:
         async with AsyncClient([a.url, b.url]) as client:
