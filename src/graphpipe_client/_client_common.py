@@ -11,7 +11,7 @@ import threading
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, Generic, Self, TypeAlias, TypeVar
+from typing import Any, Generic, Self, TypeAlias, TypeVar, cast
 
 import numpy as np
 
@@ -36,6 +36,7 @@ from ._http.exchange import (
     prepare_metadata,
 )
 from ._http.keepalive import DEFAULT_KEEPALIVE_EXPIRY
+from ._http.small_calls import MAX_SMALL_BODY, SmallCall
 from ._jobs.coalesce import Batch, Coalesce, Member, member_of
 from ._jobs.plan import RowPlan, check_run_options
 from ._jobs.progress import ProgressArg, Reporter, check_progress, make_reporter
@@ -48,15 +49,19 @@ from ._replicas.routing import (
     ReplicaStats,
     check_backoff,
 )
+from ._wire.encode import infer_request_layout
 from ._wire.messages import ModelMetadata
 
-__all__ = ["ClientBase", "URLArg", "outputs_by_name"]
+__all__ = ["ClientBase", "URLArg", "named_inputs", "outputs_by_name"]
 
 #: A model URL, or a list (tuple) of the URLs of its replicas.
 URLArg: TypeAlias = str | list[str] | tuple[str, ...]
 
+#: Kinds of small call a client remembers (then forgets them all at once).
+MAX_SMALL_CALLS = 64
 
-def _named_inputs(inputs: Mapping[Any, Any]) -> tuple[list[str | None], list[Any]]:
+
+def named_inputs(inputs: Mapping[Any, Any]) -> tuple[list[str | None], list[Any]]:
     """The names and the arrays of a ``{name: array}`` mapping of inputs, in its order."""
     names: list[str | None] = []
     for name in inputs:
@@ -139,6 +144,9 @@ class ClientBase(abc.ABC, Generic[TransportT]):
     #: False for the module-level clients of ``remote`` and ``aio``, which
     #: live as long as the process (see :meth:`_mark_shared`).
     _warn_unclosed = True
+    #: Whether the transport has a fast path for repeated small calls (``small_prefix``,
+    #: ``send_small``): the sync one has.
+    _small_calls = False
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Self:
         # Python's own TypeError for a wrong call would name ``ClientBase.__init__``, a
@@ -208,6 +216,20 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         self._closed = False
         self._transport: TransportT = self._create_transport()
         self._coalescer: Any = None if coalesce is None else self._create_coalescer(coalesce)
+        # Repeated small calls (``_http/small_calls.py``), by inputs, names and config: for a
+        # client bound to one URL with nothing between a call and its one request (no
+        # replicas, row cache, coalescer or hedge) and no deadline; None: every call is general.
+        self._small: dict[tuple[Any, ...], SmallCall | None] | None = (
+            {}
+            if self._small_calls
+            and self._url is not None
+            and self._url not in self._replica_sets
+            and cache is None
+            and coalesce is None
+            and self._hedge is None
+            and self._config.timeout.total is None
+            else None
+        )
 
     @abc.abstractmethod
     def _create_transport(self) -> TransportT:
@@ -350,6 +372,38 @@ class ClientBase(abc.ABC, Generic[TransportT]):
             )
         return resolved
 
+    def _small_call(
+        self,
+        key: tuple[Any, ...],
+        arrays: list[Any],
+        input_names: list[str | None] | None,
+        output_names: list[str] | None,
+        config: str | bytes | None,
+    ) -> SmallCall | None:
+        """The :class:`SmallCall` of calls with ``key`` (their dtypes, shapes, names and
+        config), made by the first; ``None`` when they take the general path.
+
+        Raises:
+            EncodeError: as the general path would for these inputs.
+        """
+        small = self._small
+        url = self._url
+        assert small is not None and url is not None
+        layout = infer_request_layout(arrays, input_names, output_names, config)
+        call = None
+        if layout is not None and layout[1] <= MAX_SMALL_BODY:
+            req = prepare_infer(
+                self._config, url, arrays, input_names, output_names, config, self._config.timeout
+            )
+            call = SmallCall(req, *layout)
+            cast(Any, self._transport).small_prefix(call)
+            if call.prefix is None:
+                call = None
+        if len(small) >= MAX_SMALL_CALLS:
+            small.clear()
+        small[key] = call
+        return call
+
     def _prepare_execute(
         self,
         inp: Any,
@@ -366,7 +420,7 @@ class ClientBase(abc.ABC, Generic[TransportT]):
                     "give the inputs either as a mapping {name: array} or with input_name=, "
                     "not both"
                 )
-            names, arrays = _named_inputs(inp)
+            names, arrays = named_inputs(inp)
             return self._prepare_infer(
                 self._resolve(url),
                 arrays,
@@ -418,7 +472,7 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         self._check_open()
         if isinstance(inputs, Mapping):
             names: list[str | None] | None
-            names, arrays = _named_inputs(inputs)
+            names, arrays = named_inputs(inputs)
         elif isinstance(inputs, (list, tuple)):
             names, arrays = None, list(inputs)
         else:
@@ -517,7 +571,7 @@ class ClientBase(abc.ABC, Generic[TransportT]):
                     "give the inputs either as a mapping {name: array} or with input_names=, "
                     "not both"
                 )
-            names, arrays = _named_inputs(inputs)
+            names, arrays = named_inputs(inputs)
             plan = RowPlan(arrays, batch_size, names)
             plan.single = True  # shaped as execute()'s result for the same mapping
         else:

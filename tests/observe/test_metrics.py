@@ -14,6 +14,7 @@ import pytest
 pytest.importorskip("opentelemetry.sdk.metrics")
 
 from opentelemetry import metrics
+from opentelemetry.metrics import _internal as metrics_internal
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
@@ -26,8 +27,9 @@ from graphpipe_client.testing import Faults, serve
 def reader(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemoryMetricReader]:
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
-    # The global provider can be set once per process: swap it for this test only.
-    monkeypatch.setattr(metrics, "get_meter_provider", lambda: provider)
+    # The global provider can be set once per process (set_meter_provider): swap the
+    # global it sets for this test only.
+    monkeypatch.setattr(metrics_internal, "_METER_PROVIDER", provider)
     yield reader
     provider.shutdown()
 

@@ -37,8 +37,9 @@ def exporter(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
     provider = sdk_trace.TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    # The global provider can be set once per process: swap it for this test only.
-    monkeypatch.setattr(trace, "get_tracer_provider", lambda: provider)
+    # The global provider can be set once per process (set_tracer_provider): swap the
+    # global it sets for this test only.
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", provider)
     yield exporter
     provider.shutdown()
 

@@ -5,8 +5,11 @@ Holds ``config`` (the client's options: timeouts, retries, TLS, limits, headers)
 prepared request, the raw response, and how a response becomes arrays or an
 exception), ``retries`` (whether and when a failed attempt is tried again),
 ``http11`` (response heads, body framing, content decoding, connection reuse),
-``error_bodies`` (one-line summaries of servers' and proxies' error pages) and
-``abandon`` (the switch by which a hedged call ends its losing attempt).
+``error_bodies`` (one-line summaries of servers' and proxies' error pages),
+``keepalive`` (when an idle connection may be reused), ``small_calls`` (a
+repeated small request's bytes and the answer head already checked, for the
+transports' fast paths) and ``abandon`` (the switch by which a hedged call
+ends its losing attempt).
 
 Nothing here opens a socket: the transports (:mod:`graphpipe_client._transports`)
 do, and follow these rules, so that the sync and async clients agree byte for byte.

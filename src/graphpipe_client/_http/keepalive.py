@@ -41,6 +41,7 @@ __all__ = [
     "DEFAULT_KEEPALIVE_EXPIRY",
     "FORGET",
     "GRACE",
+    "KEEPS",
     "SETTLE",
     "SOON",
     "Peer",
@@ -66,6 +67,9 @@ FORGET = 30.0
 _UNKNOWN: Final = 0
 _KEEPS: Final = 1
 _CLOSES: Final = 2
+
+#: ``Peer.state`` of a peer seen keeping its connections open (a fast path's one check).
+KEEPS: Final = _KEEPS
 
 
 def to_keepalive_expiry(value: object) -> float | None:

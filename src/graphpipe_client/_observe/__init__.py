@@ -1,7 +1,7 @@
 """Observability hooks: the ``graphpipe_client`` logger, OpenTelemetry spans and metrics.
 
 Holds ``log`` (one DEBUG line per exchange, retries and replica changes),
-``tracing`` (a span per call, ``traceparent`` in the request, when the
+``active`` (whether anything would record a call), ``tracing`` (a span per call, ``traceparent`` in the request, when the
 ``[otel]`` extra and a tracer provider are there) and ``metrics`` (the HTTP
 client instruments and GraphPipe's own, when the extra and a meter provider
 are there). Every layer above may call

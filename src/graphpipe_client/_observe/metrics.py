@@ -45,7 +45,9 @@ proxy provider), nothing is done: one check per call, no instrument.
 
 from __future__ import annotations
 
+import functools
 import importlib
+import os
 import threading
 import time
 import weakref
@@ -61,6 +63,7 @@ __all__ = [
     "count_hedge",
     "count_rows",
     "metered",
+    "metrics_on",
     "start_metrics",
     "watch_pools",
 ]
@@ -278,6 +281,36 @@ class CallMetrics:
     def _end(self, attrs: dict[str, Any]) -> None:
         self._inst.duration.record(time.perf_counter() - self._started, attrs)
         self._inst.active.add(-1, self._attrs)
+
+
+def metrics_on() -> bool:
+    """Whether a request would be measured (the ``[otel]`` extra and a recording meter provider).
+
+    As :func:`.tracing.tracing_on`: OpenTelemetry's global is tested first, and
+    the environment variable naming a provider read once per process, instead
+    of ``get_meter_provider()``'s look-up of the environment on every call.
+    """
+    metrics = _module() if _otel is False or _otel is True else _otel
+    if metrics is None:
+        return False
+    if getattr(_internal(), "_METER_PROVIDER", False) is None and not _provider_named():
+        return False
+    return _instruments() is not None
+
+
+@functools.cache
+def _internal() -> ModuleType | None:
+    """The module holding OpenTelemetry's global meter provider (``None``: moved)."""
+    try:
+        return importlib.import_module("opentelemetry.metrics._internal")
+    except ImportError:
+        return None
+
+
+@functools.cache
+def _provider_named() -> bool:
+    """Whether the environment names a meter provider (read once per process)."""
+    return "OTEL_PYTHON_METER_PROVIDER" in os.environ
 
 
 def start_metrics(req: MeteredRequest) -> CallMetrics | None:

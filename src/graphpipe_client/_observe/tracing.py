@@ -25,7 +25,9 @@ proxy provider), nothing is done: one check per call, no span object.
 
 from __future__ import annotations
 
+import functools
 import importlib
+import os
 from collections.abc import Mapping, Sized
 from dataclasses import replace
 from types import ModuleType
@@ -33,7 +35,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from .log import Request
 
-__all__ = ["CallSpan", "start_span"]
+__all__ = ["CallSpan", "start_span", "tracing_on"]
 
 
 class _Endpoint(Protocol):
@@ -83,6 +85,12 @@ def _modules() -> tuple[ModuleType, ModuleType] | None:
     return _otel  # type: ignore[return-value]
 
 
+@functools.cache
+def _provider_named() -> bool:
+    """Whether the environment names a tracer provider (read once per process)."""
+    return "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
+
+
 class CallSpan(Generic[RequestT]):
     """The span of one call: :attr:`req` carries the trace headers; end it once."""
 
@@ -113,6 +121,26 @@ class CallSpan(Generic[RequestT]):
 
     def _end(self) -> None:
         self._span.end()
+
+
+def tracing_on() -> bool:
+    """Whether a call would get a span (the ``[otel]`` extra and a recording tracer provider).
+
+    ``get_tracer_provider()`` looks the environment up on every call while no
+    provider is set (about 10k instructions, most of a small call's budget).
+    Its first test is made here on OpenTelemetry's global itself, and the
+    environment variable naming a provider is read once per process: no
+    provider set (in code, or named in the environment at start), no span.
+    If that global ever moves, the public call decides, at its cost.
+    """
+    modules = _modules()
+    if modules is None:
+        return False
+    trace = modules[0]
+    if getattr(trace, "_TRACER_PROVIDER", False) is None and not _provider_named():
+        return False
+    provider = trace.get_tracer_provider()
+    return not isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider))
 
 
 def start_span(req: RequestT, tensor_count: int) -> CallSpan[RequestT] | None:

@@ -43,6 +43,7 @@ import errno
 import functools
 import os
 import queue
+import select
 import socket
 import ssl
 import threading
@@ -86,8 +87,9 @@ from .._http.exchange import (
     new_receive_buffer,
     no_response_error,
 )
-from .._http.keepalive import Peer, idle_limit
+from .._http.keepalive import KEEPS, Peer, idle_limit
 from .._http.proxy import Proxy, ProxyChooser
+from .._http.small_calls import Attempt, SmallCall
 from .._observe.log import debug_enabled, log_exchange, log_failure, logger
 from .._observe.metrics import watch_pools
 from .tls import make_ssl_context, warn_unverified
@@ -144,6 +146,11 @@ def _send_gathered(
             sent = 0
         if sent == total:
             return
+    _send_rest(sock, parts, sent)
+
+
+def _send_rest(sock: Any, parts: list[bytes | bytearray | memoryview], sent: int) -> None:
+    """Write what is left of ``parts`` after their first ``sent`` bytes (``sendmsg``, its timeout)."""
     views = [v for v in (memoryview(p).cast("B") for p in parts) if v.nbytes]
     while sent:
         n = views[0].nbytes
@@ -228,16 +235,28 @@ class _Clock:
 class _ResponseReader:
     """Reads one response from a socket: head parsed here, body into the caller's buffers."""
 
-    __slots__ = ("buf", "clock", "filled", "pos", "sock")
+    __slots__ = ("buf", "clock", "filled", "pending", "pos", "sock")
 
-    def __init__(self, sock: Any, clock: _Clock) -> None:
+    def __init__(
+        self,
+        sock: Any,
+        clock: _Clock,
+        received: bytearray | None = None,
+        pending: OSError | None = None,
+    ) -> None:
         self.sock = sock
         self.clock = clock
-        self.buf = bytearray(HEAD_BYTES + 4096)
-        self.filled = 0  # bytes in buf
+        # ``received``: bytes already read from the socket (by the fast path);
+        # ``pending``: the error its last read raised, raised again by the first read here.
+        self.buf = bytearray(HEAD_BYTES + 4096) if received is None else received
+        self.filled = 0 if received is None else len(received)  # bytes in buf
         self.pos = 0  # bytes of buf consumed
+        self.pending = pending
 
     def _recv_into(self, view: memoryview) -> int:
+        if self.pending is not None:
+            exc, self.pending = self.pending, None
+            raise exc
         clock = self.clock
         if clock.deadline is not None:
             _set_timeout(self.sock, clock.wait(clock.read))
@@ -378,6 +397,29 @@ def _shutdown(sock: Any) -> None:
 
 class _NoResponse(Exception):
     """The connection ended cleanly before any byte of a response."""
+
+
+class _Resume:
+    """How far the fast path got with an exchange it hands to the general path:
+    ``sent`` of the ``total`` bytes of ``parts`` written (``-1``: the write
+    raised, nothing written), the bytes ``received`` since, and the error the
+    last read raised (``pending``)."""
+
+    __slots__ = ("parts", "pending", "received", "sent", "total")
+
+    def __init__(
+        self,
+        parts: list[bytes | bytearray | memoryview],
+        total: int,
+        sent: int,
+        received: bytearray | None = None,
+        pending: OSError | None = None,
+    ) -> None:
+        self.parts = parts
+        self.total = total
+        self.sent = sent
+        self.received = received
+        self.pending = pending
 
 
 class _NotSent(Exception):
@@ -539,6 +581,138 @@ class SyncTransport:
         log_exchange(req, raw, started)
         return raw
 
+    def small_prefix(self, call: SmallCall) -> None:
+        """Give ``call`` this transport's request head, when the fast path can carry it.
+
+        It can on a plain ``http`` connection with no proxy: the others (TLS,
+        proxies) take the general path, as does every call while debug
+        logging, tracing or metrics are on (the client checks those).
+        """
+        req = call.req
+        ep = req.endpoint
+        if ep.scheme != "http" or self._proxies.choose(ep.scheme, ep.host, ep.port) is not None:
+            return
+        call.set_prefix(self._head(req, None) + b"%d\r\n\r\n" % call.nbytes)
+
+    def send_small(
+        self, call: SmallCall, views: list[memoryview]
+    ) -> tuple[bytearray, int, int] | Attempt | None:
+        """One call of ``call``'s kind with the data ``views``, on a kept-alive connection.
+
+        The general path's exchange in one function, for the common case: an
+        idle connection to a peer known to keep connections open, within its
+        idle limit and not readable (neither closed nor holding stray bytes),
+        the request written with one ``writev``, and an answer whose head has
+        the bytes of one already accepted (:func:`.._http.small_calls.plain_head`).
+        Returns the answer's body: ``(buffer, start, stop)``, a buffer of its
+        own. Anything
+        else: ``None`` when nothing was sent (the caller takes the general
+        path), or the :class:`Attempt` the general path finished from where
+        this one stopped, under its rules (``_exchange``'s ``resume``).
+        """
+        ep = call.req.endpoint
+        route = self._routes.get((ep.scheme, ep.host, ep.port))
+        if route is None or route[0] is not None:
+            return None
+        pool = route[1]
+        slots = pool.pool
+        peer = getattr(pool, "gp_peer", None)
+        if slots is None or peer is None or peer.state != KEEPS:
+            return None
+        with (
+            slots.mutex
+        ):  # the queue's get and put, as its own code makes them (no waiter: block=False)
+            idle = slots.queue
+            if not idle or idle[-1] is None:
+                return None  # no idle connection: the general path opens one
+            conn = idle.pop()
+        sock = conn.sock
+        limit = getattr(conn, "gp_idle_limit", None)
+        poller = getattr(conn, "gp_poller", None)
+        if poller is None or poller[0] is not sock:
+            poller = None if sock is None else _poller(conn, sock)
+        if (
+            poller is None
+            or type(sock) is not socket.socket
+            or (limit is not None and time.monotonic() - conn.gp_idle_since >= limit)
+            or poller[1].poll(0)
+        ):
+            _put_back(pool, slots, conn)  # as it was: the general path decides
+            return None
+        read = call.req.timeout.read
+        if sock.gettimeout() != read:
+            sock.settimeout(read)
+        parts = call.parts(views)
+        total = call.wire
+        try:
+            sent = os.writev(sock.fileno(), parts)
+        except OSError:
+            sent = -1  # nothing written: the general path writes it, and sees what fails
+        if sent != total:
+            return self._resume_small(conn, pool, call, views, _Resume(parts, total, sent))
+        answer = call.answer
+        pad = 0 if answer is None else answer[4]
+        buf = bytearray(HEAD_BYTES if answer is None else pad + len(answer[0]) + answer[1] + 64)
+        view = memoryview(buf)
+        try:
+            filled = pad + sock.recv_into(view[pad:])
+        except OSError as exc:
+            return self._resume_small(
+                conn, pool, call, views, _Resume(parts, total, total, None, exc)
+            )
+        if answer is None or not buf.startswith(answer[0], pad):
+            found = h11.find_head_end(buf, pad, filled)
+            if found is not None:
+                end = found[0] + found[1]
+                answer = call.accept(
+                    bytes(buf[pad:end]), found[0] - pad, self._config.keepalive_expiry
+                )
+            if found is None or answer is None:
+                return self._resume_small(
+                    conn, pool, call, views, _Resume(parts, total, total, buf[pad:filled])
+                )
+        head, length, limit, _, _ = answer
+        start = pad + len(head)
+        stop = start + length
+        if stop > len(buf):  # (a new head, and a body longer than the first read's buffer)
+            return self._resume_small(
+                conn, pool, call, views, _Resume(parts, total, total, buf[pad:filled])
+            )
+        while filled < stop:
+            try:
+                n = sock.recv_into(view[filled:stop])
+            except OSError as exc:
+                n = 0
+                pending: OSError | None = exc
+            else:
+                pending = None
+            if not n:
+                return self._resume_small(
+                    conn, pool, call, views, _Resume(parts, total, total, buf[pad:filled], pending)
+                )
+            filled += n
+        if filled == stop:  # (a byte past the body belongs to no request: not reused)
+            conn.gp_idle_limit = limit
+            conn.gp_idle_since = time.monotonic()
+        else:
+            conn.close()
+        _put_back(pool, slots, conn)
+        return buf, start, stop
+
+    def _resume_small(
+        self, conn: Any, pool: Any, call: SmallCall, views: list[memoryview], resume: _Resume
+    ) -> Attempt:
+        """The general path, on from where :meth:`send_small` stopped: the attempt's outcome."""
+        req = call.request(views)
+        try:
+            try:
+                raw = self._send_once(req, None, may_resend=True, held=(conn, pool, resume))
+            except _NotSent:
+                raw = self._send_once(req, None, may_resend=False)
+        except GraphPipeError as exc:
+            return Attempt(req, None, exc)
+        return Attempt(req, raw, None)
+
     def _send_once(
         self,
         req: PreparedRequest,
@@ -546,22 +720,31 @@ class SyncTransport:
         *,
         may_resend: bool,
         abandon: Abandon | None = None,
+        held: tuple[Any, Any, _Resume] | None = None,
     ) -> RawResponse:
         ep = req.endpoint
         where = ep.redacted
         clock = _Clock(req.timeout.read, deadline)
-        try:
-            key = (ep.scheme, ep.host, ep.port)
-            route = self._routes.get(key)
-            if route is None or route[1].pool is None:  # new, or closed
-                route = self._route(key)
-            proxy, pool = route
-            conn: Any = _checkout(pool)
-        except (HTTPError, OSError) as exc:  # e.g. a closed pool
-            raise TransportError(f"request to {where} failed: {_reason(exc)}", url=where) from exc
-        try:
+        if held is not None:  # a kept-alive connection the fast path began an exchange on
+            conn, pool, resume = held
+            proxy = None
+            reused = True
+        else:
+            resume = None
+            try:
+                key = (ep.scheme, ep.host, ep.port)
+                route = self._routes.get(key)
+                if route is None or route[1].pool is None:  # new, or closed
+                    route = self._route(key)
+                proxy, pool = route
+                conn = _checkout(pool)
+            except (HTTPError, OSError) as exc:  # e.g. a closed pool
+                raise TransportError(
+                    f"request to {where} failed: {_reason(exc)}", url=where
+                ) from exc
             reused = conn.sock is not None
-            if reused and not self._idle_usable(conn, pool):
+        try:
+            if resume is None and reused and not self._idle_usable(conn, pool):
                 conn.close()  # closed by the peer, stray bytes, too old, or an untrusted peer's
                 reused = False
             if not reused:
@@ -569,7 +752,9 @@ class SyncTransport:
             if abandon is not None:
                 abandon.watch(functools.partial(_shutdown, conn.sock))
             forward = proxy is not None and ep.scheme == "http"
-            raw, keep = self._exchange(conn, req, clock, reused and may_resend, forward, proxy)
+            raw, keep = self._exchange(
+                conn, req, clock, reused and may_resend, forward, proxy, resume
+            )
         except BaseException:
             if abandon is not None:
                 abandon.release()
@@ -676,11 +861,14 @@ class SyncTransport:
         may_resend: bool,
         forward: bool = False,
         proxy: Proxy | None = None,
+        resume: _Resume | None = None,
     ) -> tuple[RawResponse, bool]:
         """Write ``req`` on ``conn`` and read the response; and whether ``conn`` may be kept.
 
         ``forward``: ``conn`` goes to the HTTP proxy ``proxy``, which forwards
-        the request (written in absolute form).
+        the request (written in absolute form). ``resume``: the fast path
+        began the exchange (see :meth:`SyncTransport.send_small`); it goes on
+        from there, under the same rules.
         """
         where = req.endpoint.redacted
         sock = conn.sock
@@ -688,7 +876,11 @@ class SyncTransport:
         started = False
         try:
             try:
-                self._write(sock, req, clock, proxy if forward else None)
+                if resume is None:
+                    self._write(sock, req, clock, proxy if forward else None)
+                elif resume.sent < resume.total:
+                    _set_timeout(sock, req.timeout.read)
+                    _send_rest(sock, resume.parts, max(resume.sent, 0))
             except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError) as exc:
                 # The server closed the connection. It may have answered first
                 # (e.g. a 413 to a body it refuses): read what it sent.
@@ -701,7 +893,11 @@ class SyncTransport:
                 ):
                     raise
                 write_error = exc
-            reader = _ResponseReader(sock, clock)
+            reader = (
+                _ResponseReader(sock, clock)
+                if resume is None
+                else _ResponseReader(sock, clock, resume.received, resume.pending)
+            )
             if clock.deadline is None:
                 _set_timeout(sock, req.timeout.read)
             try:
@@ -841,6 +1037,23 @@ def _checkout(pool: Any) -> Any:
     except queue.Empty:
         conn = None
     return conn or pool._new_conn()
+
+
+def _put_back(pool: Any, slots: Any, conn: Any) -> None:
+    """Return ``conn`` to ``slots``, the queue of ``pool`` it came from; closed if the pool closed meanwhile."""
+    if pool.pool is slots:
+        with slots.mutex:
+            slots.queue.append(conn)
+    else:
+        conn.close()
+
+
+def _poller(conn: Any, sock: Any) -> tuple[Any, Any]:
+    """A ``poll`` object for ``sock``, kept on ``conn`` (registered once, not per check)."""
+    poll = select.poll()
+    poll.register(sock, select.POLLIN)
+    poller = conn.gp_poller = (sock, poll)
+    return poller
 
 
 def _peer(pool: Any) -> Peer:

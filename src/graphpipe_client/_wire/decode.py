@@ -29,6 +29,7 @@ __all__ = [
     "decode_metadata_response",
     "decode_request",
     "head_alignment_shift",
+    "plain_outputs",
 ]
 
 #: What the decoders read: ``bytes``, ``bytearray``, ``memoryview``, or any
@@ -576,6 +577,32 @@ def _remember(
         tuple(spans),
         tuple((a.dtype, a.shape, start) for a, (start, _) in zip(outputs, data, strict=True)),
     )
+
+
+def plain_outputs(buf: bytearray, start: int, stop: int) -> list[np.ndarray] | None:
+    """The outputs of a plain ``InferResponse`` in ``buf[start:stop]``, aligned; or ``None``.
+
+    Plain: numeric tensors, each table referenced once, no ``errors``
+    entries; each output a view of ``buf`` (copied only when the peer wrote
+    it misaligned for its item size), as ``decode_infer_response(body,
+    align=True)`` returns them. Every check of that function is made (or,
+    for bytes equal to those of a response already checked, was made on
+    those bytes: see below). ``None`` for anything else, well-formed or not:
+    :func:`decode_infer_response` then decodes it or says what is wrong.
+    """
+    n = stop - start
+    known = _FRAMES.get(n)
+    if known is not None:
+        spans, outputs = known
+        for at, expected in spans:
+            if not buf.startswith(expected, start + at):
+                break
+        else:
+            return _aligned(
+                [np.ndarray(shape, dtype, buf, start + offset) for dtype, shape, offset in outputs]
+            )
+    fast = _fast_outputs(memoryview(buf)[start:stop], n)
+    return None if fast is None else _aligned(fast)
 
 
 def decode_infer_response(buf: Buffer, *, align: bool = False) -> InferResponse:

@@ -30,6 +30,7 @@ __all__ = [
     "encode_infer_response",
     "encode_metadata_request",
     "encode_metadata_response",
+    "infer_request_layout",
     "prepare_tensor",
 ]
 
@@ -383,6 +384,55 @@ def encode_infer_request(
                 tuple(part if isinstance(part, bytes) else views[part] for part in layout), nbytes
             )
 
+    if key is None:
+        return _write_infer(tensors, in_names, out_names, cfg, None)
+    new: list[bytes | int] = []
+    msg = _write_infer(tensors, in_names, out_names, cfg, new)
+    if len(_LAYOUTS) >= MAX_LAYOUTS:
+        _LAYOUTS.clear()
+    _LAYOUTS[key] = (tuple(new), msg.nbytes)
+    return msg
+
+
+def infer_request_layout(
+    arrays: Sequence[np.ndarray],
+    input_names: Sequence[str | None] | None = None,
+    output_names: Sequence[str] | None = None,
+    config: str | bytes | None = None,
+) -> tuple[tuple[bytes | int, ...], int] | None:
+    """The bytes of an ``InferRequest`` of ``arrays`` but for their data; ``None`` if it has none.
+
+    ``(layout, nbytes)``: the message's segments in order, each one that is not
+    tensor data as ``bytes`` and the data of ``arrays[i]`` as ``i``, and the
+    message's size. Any request with the same names, config, dtypes and shapes
+    is these bytes with its arrays' data in place: a caller that repeats such
+    requests writes only their data. ``None`` when an array would not go out
+    as it is (not a C-contiguous numeric little-endian ``ndarray``): such a
+    request is encoded in full each time.
+
+    Raises:
+        EncodeError: as :func:`encode_infer_request`.
+    """
+    if not all(
+        type(v) is np.ndarray and v.dtype in _READY and v.flags.c_contiguous for v in arrays
+    ):
+        return None
+    tensors = _prepare_all(list(arrays), "inputs")
+    in_names = _names(input_names, len(tensors), "input_names")
+    out_names = _names(output_names, None, "output_names")
+    layout: list[bytes | int] = []
+    msg = _write_infer(tensors, in_names, out_names, _config(config), layout)
+    return tuple(layout), msg.nbytes
+
+
+def _write_infer(
+    tensors: Sequence[Prepared],
+    in_names: list[bytes],
+    out_names: list[bytes],
+    cfg: bytes,
+    layout: list[bytes | int] | None,
+) -> EncodedMessage:
+    """Write an ``InferRequest``; with ``layout`` (an empty list), describe it there too."""
     w = _Writer()
     # Request: req_type (slot 0, u8 at +8), req (slot 1, offset at +4).
     request = w.table((8, 4), 9)
@@ -394,14 +444,7 @@ def encode_infer_request(
     w.link(infer + 8, w.string_vector(in_names))
     w.link(infer + 16, w.string_vector(out_names))
     w.link(infer + 12, w.tensor_vector(tensors))
-    if key is None:
-        return w.finish(request)
-    new: list[bytes | int] = []
-    msg = w.finish(request, new)
-    if len(_LAYOUTS) >= MAX_LAYOUTS:
-        _LAYOUTS.clear()
-    _LAYOUTS[key] = (tuple(new), msg.nbytes)
-    return msg
+    return w.finish(request, layout)
 
 
 #: Layouts remembered (then all forgotten at once: a cache of the requests a process repeats).

@@ -20,7 +20,7 @@ import numpy as np
 from dask.delayed import delayed
 
 from .._client import Client
-from .._client_common import ClientBase, _named_inputs
+from .._client_common import ClientBase, named_inputs
 from .._exceptions import BatchError, EncodeError, GraphPipeError, InvalidOption
 from .._jobs.plan import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, check_run_options
 from .._wire.encode import encode_infer_request
@@ -171,7 +171,7 @@ def _split_inputs(
             raise InvalidOption(
                 "give the inputs either as a mapping {name: array} or with input_names=, not both"
             )
-        names, arrays = _named_inputs(inputs)
+        names, arrays = named_inputs(inputs)
         return True, arrays, names
     if isinstance(inputs, (list, tuple)):
         if not inputs:
