@@ -34,8 +34,9 @@ from .keepalive import idle_limit
 
 __all__ = ["MAX_SMALL_BODY", "Attempt", "SmallCall", "plain_head"]
 
-#: The largest request body a :class:`SmallCall` is made for (bytes): past it,
-#: the per-call overhead this saves is small next to moving the data.
+#: The largest request body a :class:`SmallCall` is made for, and the largest
+#: answer body it learns (bytes): past it, the per-call overhead this saves is
+#: small next to moving the data, and a buffer is sized from the answer's own head.
 MAX_SMALL_BODY: Final = 64 * 1024
 
 #: Bytes of a 16-byte boundary: the body of an answer starts on one.
@@ -93,8 +94,8 @@ class SmallCall:
         """Learn ``head`` (an answer head, its end of head included, which begins at
         ``head[end:]``) if :func:`plain_head` accepts it: the new :attr:`answer`, or ``None``."""
         plain = plain_head(head, end, self.req.max_response_bytes)
-        if plain is None:
-            return None
+        if plain is None or plain[1] > MAX_SMALL_BODY:
+            return None  # (a large answer: received as the general path receives it)
         parsed, length = plain
         limit = idle_limit(keepalive_expiry, h11.keep_alive_timeout(parsed))
         answer = self.answer = (head, length, limit, parsed.reason, -len(head) % _BODY_ALIGNMENT)

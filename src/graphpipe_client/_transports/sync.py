@@ -634,11 +634,36 @@ class SyncTransport:
         if (
             poller is None
             or type(sock) is not socket.socket
-            or (limit is not None and time.monotonic() - conn.gp_idle_since >= limit)
+            or (
+                limit is not None
+                and time.monotonic() - getattr(conn, "gp_idle_since", 0.0) >= limit
+            )
             or poller[1].poll(0)
         ):
             _put_back(pool, slots, conn)  # as it was: the general path decides
             return None
+        try:
+            got = self._small_exchange(sock, call, views)
+        except BaseException:  # (an interrupt: the connection's state is unknown)
+            conn.close()
+            _put_back(pool, slots, conn)
+            raise
+        if isinstance(got, _Resume):
+            return self._resume_small(conn, pool, call, views, got)
+        buf, start, stop, keep_for = got
+        if keep_for is _STRAY:
+            conn.close()  # a byte past the body belongs to no request: not reused
+        else:
+            conn.gp_idle_limit = keep_for
+            conn.gp_idle_since = time.monotonic()
+        _put_back(pool, slots, conn)
+        return buf, start, stop
+
+    def _small_exchange(
+        self, sock: Any, call: SmallCall, views: list[memoryview]
+    ) -> tuple[bytearray, int, int, Any] | _Resume:
+        """:meth:`send_small`'s exchange: the answer's ``(buffer, start, stop)`` and the
+        connection's idle limit (:data:`_STRAY`: not to be reused), or where it stopped."""
         read = call.req.timeout.read
         if sock.gettimeout() != read:
             sock.settimeout(read)
@@ -649,7 +674,7 @@ class SyncTransport:
         except OSError:
             sent = -1  # nothing written: the general path writes it, and sees what fails
         if sent != total:
-            return self._resume_small(conn, pool, call, views, _Resume(parts, total, sent))
+            return _Resume(parts, total, sent)
         answer = call.answer
         pad = 0 if answer is None else answer[4]
         buf = bytearray(HEAD_BYTES if answer is None else pad + len(answer[0]) + answer[1] + 64)
@@ -657,47 +682,31 @@ class SyncTransport:
         try:
             filled = pad + sock.recv_into(view[pad:])
         except OSError as exc:
-            return self._resume_small(
-                conn, pool, call, views, _Resume(parts, total, total, None, exc)
-            )
+            return _Resume(parts, total, total, None, exc)
         if answer is None or not buf.startswith(answer[0], pad):
             found = h11.find_head_end(buf, pad, filled)
             if found is not None:
-                end = found[0] + found[1]
                 answer = call.accept(
-                    bytes(buf[pad:end]), found[0] - pad, self._config.keepalive_expiry
+                    bytes(buf[pad : found[0] + found[1]]),
+                    found[0] - pad,
+                    self._config.keepalive_expiry,
                 )
             if found is None or answer is None:
-                return self._resume_small(
-                    conn, pool, call, views, _Resume(parts, total, total, buf[pad:filled])
-                )
-        head, length, limit, _, _ = answer
+                return _Resume(parts, total, total, buf[pad:filled])
+        head, length, idle_limit_, _, _ = answer
         start = pad + len(head)
         stop = start + length
         if stop > len(buf):  # (a new head, and a body longer than the first read's buffer)
-            return self._resume_small(
-                conn, pool, call, views, _Resume(parts, total, total, buf[pad:filled])
-            )
+            return _Resume(parts, total, total, buf[pad:filled])
         while filled < stop:
             try:
                 n = sock.recv_into(view[filled:stop])
             except OSError as exc:
-                n = 0
-                pending: OSError | None = exc
-            else:
-                pending = None
+                return _Resume(parts, total, total, buf[pad:filled], exc)
             if not n:
-                return self._resume_small(
-                    conn, pool, call, views, _Resume(parts, total, total, buf[pad:filled], pending)
-                )
+                return _Resume(parts, total, total, buf[pad:filled])
             filled += n
-        if filled == stop:  # (a byte past the body belongs to no request: not reused)
-            conn.gp_idle_limit = limit
-            conn.gp_idle_since = time.monotonic()
-        else:
-            conn.close()
-        _put_back(pool, slots, conn)
-        return buf, start, stop
+        return buf, start, stop, idle_limit_ if filled == stop else _STRAY
 
     def _resume_small(
         self, conn: Any, pool: Any, call: SmallCall, views: list[memoryview], resume: _Resume
@@ -1037,6 +1046,10 @@ def _checkout(pool: Any) -> Any:
     except queue.Empty:
         conn = None
     return conn or pool._new_conn()
+
+
+#: :meth:`SyncTransport._small_exchange`'s mark of an answer followed by stray bytes.
+_STRAY: Final = object()
 
 
 def _put_back(pool: Any, slots: Any, conn: Any) -> None:
