@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -117,7 +117,6 @@ class Client(ClientBase["SyncTransport"]):
     """
 
     _coalescer: ThreadCoalescer | None
-    _small_calls = True
 
     def _create_transport(self) -> SyncTransport:
         # urllib3 (and http.client, email) load with the first Client, not with the package.
@@ -187,7 +186,7 @@ class Client(ClientBase["SyncTransport"]):
         if observed():
             return None  # debug logging, tracing or metrics: the general path records them
         try:
-            views = [memoryview(cast(Any, a)).cast("B") for a in arrays]
+            views = [memoryview(a).cast("B") for a in arrays]  # type: ignore[arg-type]
         except TypeError:
             return None  # not C-contiguous: the general path copies it
         got = self._transport.send_small(call, views)

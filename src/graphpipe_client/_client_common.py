@@ -144,9 +144,6 @@ class ClientBase(abc.ABC, Generic[TransportT]):
     #: False for the module-level clients of ``remote`` and ``aio``, which
     #: live as long as the process (see :meth:`_mark_shared`).
     _warn_unclosed = True
-    #: Whether the transport has a fast path for repeated small calls (``small_prefix``,
-    #: ``send_small``): the sync one has.
-    _small_calls = False
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Self:
         # Python's own TypeError for a wrong call would name ``ClientBase.__init__``, a
@@ -221,8 +218,7 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         # replicas, row cache, coalescer or hedge) and no deadline; None: every call is general.
         self._small: dict[tuple[Any, ...], SmallCall | None] | None = (
             {}
-            if self._small_calls
-            and self._url is not None
+            if self._url is not None
             and self._url not in self._replica_sets
             and cache is None
             and coalesce is None

@@ -51,7 +51,7 @@ import ssl
 import sys
 import time
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterator
 from dataclasses import replace
 from typing import Any, Final
 
@@ -84,6 +84,7 @@ from .._http.exchange import (
 )
 from .._http.keepalive import Peer, idle_limit
 from .._http.proxy import Proxy, ProxyChooser
+from .._http.small_calls import Attempt, SmallCall
 from .._observe.log import debug_enabled, log_exchange, log_failure, logger
 from .._observe.metrics import watch_pools
 from .._wire.messages import EncodedMessage
@@ -479,6 +480,25 @@ class AsyncTransport:
             await pool.keeper.aclose()
         if _under_asyncio():
             await self._fast.aclose()
+
+    def small_prefix(self, call: SmallCall) -> None:
+        """Give ``call`` the fast path's request head, when it can carry such calls: a
+        direct (no proxy) plain ``http`` request; under asyncio (checked per call)."""
+        ep = call.req.endpoint
+        if FAST_PATH and self._proxies.choose(ep.scheme, ep.host, ep.port) is None:
+            self._fast.small_prefix(call)
+
+    def send_small(
+        self, call: SmallCall, views: list[memoryview]
+    ) -> Coroutine[Any, Any, tuple[bytearray, int, int] | Attempt | None] | None:
+        """A repeated small call on the asyncio fast path, to await
+        (:meth:`.asyncio_direct.AsyncioTransport.send_small`, itself: no coroutine in
+        between); ``None`` under trio (or with the fast path off): the caller takes the
+        general path."""
+        loop = _asyncio_loop() if FAST_PATH else None
+        if loop is None:
+            return None
+        return self._fast.send_small(call, views, loop)
 
     async def send(self, req: PreparedRequest, deadline: float | None = None) -> RawResponse:
         """Send ``req``; map every failure to a :class:`GraphPipeError`.

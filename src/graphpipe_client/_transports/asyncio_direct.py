@@ -86,7 +86,8 @@ from .._http.exchange import (
     new_receive_buffer,
     no_response_error,
 )
-from .._http.keepalive import DEFAULT_KEEPALIVE_EXPIRY, Peer, idle_limit
+from .._http.keepalive import DEFAULT_KEEPALIVE_EXPIRY, KEEPS, Peer, idle_limit
+from .._http.small_calls import Attempt, SmallCall
 from .._observe.log import debug_enabled, log_exchange, log_failure, logger
 from .send_thread import THREAD_SEND_BYTES, BodySender, claim_thread, free_thread
 from .sync import request_head
@@ -111,7 +112,23 @@ READ_LIMIT: Final = 2 * h11.MAX_HEAD_BYTES + 8192
 #: Calls on a connection of the fast path now, per event loop (every client's):
 #: with more than one, the loop's thread is shared, and a large body goes out
 #: from a thread of its own (:mod:`._send_thread`).
-_calls_on: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, int] = weakref.WeakKeyDictionary()
+#: Keyed by the loop's ``id`` (a plain dict: no weak reference to make per call); an
+#: entry is removed when its count returns to 0, so a later loop with the same id starts at 0.
+_calls_on: dict[int, int] = {}
+
+
+def _call_began(loop: asyncio.AbstractEventLoop) -> None:
+    key = id(loop)
+    _calls_on[key] = _calls_on.get(key, 0) + 1
+
+
+def _call_ended(loop: asyncio.AbstractEventLoop) -> None:
+    key = id(loop)
+    left = _calls_on[key] - 1
+    if left:
+        _calls_on[key] = left
+    else:
+        del _calls_on[key]
 
 
 #: What :meth:`_Connection.write_request` managed: nothing provably, part, all.
@@ -183,6 +200,9 @@ class _Connection(asyncio.BufferedProtocol):
         self.plain = False  # plain TCP, write limits at 0: a large body may go out from a thread
         self.idle_since = 0.0  # time.monotonic() when its last response ended
         self.idle_limit: float | None = None  # seconds it may stay idle (keepalive.idle_limit)
+        self.pending: BaseException | None = None  # raised by the next wait (see send_small)
+        self.due = 0.0  # time.monotonic() at which the current wait_read times out (0: none)
+        self.alarm: asyncio.TimerHandle | None = None  # wait_read's timer, re-armed lazily
 
     # -- asyncio callbacks --------------------------------------------------
 
@@ -222,6 +242,9 @@ class _Connection(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         self.gone = True
+        if self.alarm is not None:
+            self.alarm.cancel()
+            self.alarm = None
         if exc is not None and self.error is None:
             self.error = exc
         self._wake()
@@ -270,6 +293,9 @@ class _Connection(asyncio.BufferedProtocol):
 
     async def wait(self, clock: _Clock) -> None:
         """Wait for the next event, at most the read timeout without progress or the deadline."""
+        if self.pending is not None:  # what the fast path's wait raised, for the general path
+            exc, self.pending = self.pending, None
+            raise exc
         timeout = clock.wait(clock.read)  # raises once the deadline has passed
         loop = self.loop or asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
@@ -284,6 +310,44 @@ class _Connection(asyncio.BufferedProtocol):
             if self.timer is not None:
                 self.timer.cancel()
                 self.timer = None
+
+    async def wait_read(self, read: float | None) -> None:
+        """:meth:`wait` with no deadline, for the fast path: at most ``read`` seconds.
+
+        Its timer is made once and re-armed only when it fires (at most once
+        per ``read`` seconds of waits), not made and cancelled per wait: an
+        asyncio timer costs more than the rest of a small call's wait. A wait
+        that times out raises :class:`_WaitTimedOut`, as :meth:`wait` does.
+        """
+        if self.pending is not None:
+            exc, self.pending = self.pending, None
+            raise exc
+        loop = self.loop or asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self.waiter = waiter
+        if read is not None:
+            self.due = time.monotonic() + read
+            if self.alarm is None:
+                self.alarm = loop.call_later(read, self._on_alarm)
+        try:
+            await waiter
+        finally:
+            self.waiter = None
+            self.due = 0.0
+
+    def _on_alarm(self) -> None:
+        self.alarm = None
+        due = self.due
+        if not due:
+            return  # no wait_read in progress: armed again by the next one
+        waiter = self.waiter
+        now = time.monotonic()
+        if now >= due:
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(_WaitTimedOut())
+            return
+        loop = self.loop or asyncio.get_running_loop()
+        self.alarm = loop.call_later(due - now, self._on_alarm)
 
     def _on_timer(self, waiter: asyncio.Future[None], clock: _Clock, began: float) -> None:
         if waiter.done():
@@ -398,6 +462,14 @@ class _Connection(asyncio.BufferedProtocol):
                         return PARTLY
                     self.drained = False
                     transport.write(view[begin : begin + SEND_SLICE])  # straight from the array
+        return await self.handed_over(nbytes, clock)
+
+    async def handed_over(self, nbytes: int, clock: _Clock) -> int:
+        """Once a request of ``nbytes`` is given to the transport: wait until it is
+        handed to the kernel; :data:`SENT`, :data:`PARTLY` or :data:`UNSENT` (as
+        :meth:`write_request`)."""
+        transport = self.transport
+        assert transport is not None
         while self.writing_paused and not self.lost:
             await self.wait(clock)
         if self.lost or transport.is_closing():
@@ -662,6 +734,8 @@ class AsyncioTransport:
             weakref.WeakKeyDictionary()
         )
         self._heads: dict[tuple[str, Any, tuple[tuple[str, str], ...]], bytes] = {}
+        # The loop and pools of the last small call (weakly: a loop that ends is let go).
+        self._recent: tuple[weakref.ref[asyncio.AbstractEventLoop], _LoopPools] | None = None
 
     def connection_counts(self) -> list[tuple[str, int, str, int]]:
         """``(host, port, state, count)`` of the connections of every loop, for the metrics.
@@ -685,6 +759,7 @@ class AsyncioTransport:
         """
         old = list(self._loops.values())  # strong references: a loop may be collected
         self._loops = weakref.WeakKeyDictionary()
+        self._recent = None
         return old
 
     async def _pools(self, loop: asyncio.AbstractEventLoop) -> _LoopPools:
@@ -698,6 +773,7 @@ class AsyncioTransport:
 
     async def aclose(self) -> None:
         """Close the connections of the running loop."""
+        self._recent = None
         pools = self._loops.pop(asyncio.get_running_loop(), None)
         if pools is not None and pools.keeper is not None:
             await pools.keeper.aclose()
@@ -746,32 +822,159 @@ class AsyncioTransport:
         loop: asyncio.AbstractEventLoop,
         *,
         may_resend: bool,
+        held: tuple[_Connection, _HostPool, int] | None = None,
     ) -> RawResponse:
         ep = req.endpoint
         clock = _Clock(req.timeout.read, deadline)
-        pools = self._loops.get(loop) or await self._pools(loop)
-        key = (ep.scheme, ep.host, ep.port)
-        pool = pools.hosts.get(key)
-        if pool is None:
-            pool = pools.hosts[key] = _HostPool(self._size)
-        conn = await self._acquire(pool, req, clock)
+        conn: _Connection | None
+        given = None
+        if held is not None:  # a kept-alive connection the fast path gave the request to
+            conn, pool, given = held
+        else:
+            pools = self._loops.get(loop) or await self._pools(loop)
+            key = (ep.scheme, ep.host, ep.port)
+            found = pools.hosts.get(key)
+            if found is None:
+                found = pools.hosts[key] = _HostPool(self._size)
+            pool = found
+            conn = await self._acquire(pool, req, clock)
         reused = conn is not None
-        _calls_on[loop] = _calls_on.get(loop, 0) + 1
+        _call_began(loop)
         try:
             if conn is None:
                 conn = await self._connect(req, clock, loop)
-            raw, keep = await self._exchange(conn, req, clock, reused and may_resend, loop)
+            raw, keep = await self._exchange(conn, req, clock, reused and may_resend, loop, given)
         except BaseException:
             pool.release(conn, keep=False)
             raise
         finally:
-            _calls_on[loop] -= 1
+            _call_ended(loop)
         if keep:
             conn.idle_since = time.monotonic()
             if reused:
                 pool.peer.answered()
         pool.release(conn, keep)
         return replace(raw, reused=reused) if debug_enabled() else raw
+
+    def small_prefix(self, call: SmallCall) -> None:
+        """Give ``call`` this transport's request head (plain ``http`` only: TLS takes the general path)."""
+        if call.req.endpoint.scheme == "http":
+            call.set_prefix(self._head(call.req) + b"%d\r\n\r\n" % call.nbytes)
+
+    async def send_small(
+        self, call: SmallCall, views: list[memoryview], loop: asyncio.AbstractEventLoop
+    ) -> tuple[bytearray, int, int] | Attempt | None:
+        """One call of ``call``'s kind with the data ``views``, on a kept-alive connection of ``loop``.
+
+        As :meth:`SyncTransport.send_small
+        <graphpipe_client._transports.sync.SyncTransport.send_small>`: the
+        common case in one coroutine (an idle connection to a peer known to
+        keep connections open, checked as :meth:`_Connection.usable` checks
+        it; the request given to the transport at once; one wait for an
+        answer whose head has the bytes of one already accepted, received in
+        full). Returns the body ``(buffer, start, stop)``; ``None`` when
+        nothing was sent; or the :class:`Attempt` the general path finished
+        from where this stopped (``_exchange``'s ``given``).
+        """
+        recent = self._recent
+        if recent is not None and recent[0]() is loop:
+            pools: _LoopPools | None = recent[1]
+        else:
+            pools = self._loops.get(loop)
+            if pools is not None:
+                self._recent = (weakref.ref(loop), pools)
+        ep = call.req.endpoint
+        pool = None if pools is None else pools.hosts.get((ep.scheme, ep.host, ep.port))
+        if pool is None or not pool.idle or pool.peer.state != KEEPS:
+            return None
+        conn = pool.idle.pop()
+        transport = conn.transport
+        poller = conn.poller
+        limit = conn.idle_limit
+        if (
+            transport is None
+            or poller is None
+            or conn.lost
+            or conn.start != conn.end
+            or transport.is_closing()
+            or (limit is not None and time.monotonic() - conn.idle_since >= limit)
+            or poller.poll(0)
+        ):
+            pool.idle.append(conn)  # as it was: the general path decides
+            return None
+        calls = _calls_on
+        key = id(loop)
+        calls[key] = calls.get(key, 0) + 1
+        body = None  # the answer's body, once received in full; else the general path goes on
+        written = UNSENT  # (not known yet: the general path checks, as after its own write)
+        try:
+            conn.requests += 1
+            conn.drained = False
+            transport.write(b"".join(call.parts(views)))
+            if not (conn.writing_paused or conn.lost or transport.is_closing()):
+                written = SENT  # handed to the kernel in full: never sent again
+                # One answer whose head is the accepted one (learnt from a first plain
+                # answer), received in full; anything else is left, unconsumed, to the general path.
+                answer = call.answer
+                buf = conn.buf
+                while True:
+                    start = conn.start
+                    have = conn.end - start
+                    if answer is None or (
+                        have >= len(answer[0]) and not buf.startswith(answer[0], start)
+                    ):
+                        found = h11.find_head_end(buf, start, conn.end)
+                        if found is not None:
+                            end = found[0] + found[1]
+                            answer = call.accept(
+                                bytes(buf[start:end]), found[0] - start, self._expiry
+                            )
+                            if answer is None:
+                                break  # not a plain answer
+                    if answer is not None and have >= len(answer[0]) + answer[1]:
+                        body = buf[start + len(answer[0]) : start + len(answer[0]) + answer[1]]
+                        conn.start = start + len(answer[0]) + answer[1]
+                        conn._consumed()
+                        break
+                    if conn.lost:  # (set by the protocol's callbacks, which mypy does not see)
+                        break  # type: ignore[unreachable]
+                    try:
+                        await conn.wait_read(call.req.timeout.read)
+                    except _WaitTimedOut as exc:
+                        conn.pending = exc  # raised by the general path's first wait
+                        break
+                    buf = conn.buf  # (a new one if it had to grow)
+        except BaseException:  # cancelled: the connection's state is unknown
+            _call_ended(loop)
+            pool.release(conn, keep=False)
+            raise
+        left = calls[key] - 1
+        if left:
+            calls[key] = left
+        else:
+            del calls[key]
+        if body is None:
+            req = call.request(views)
+            try:
+                try:
+                    raw = await self._send_once(
+                        req, None, loop, may_resend=True, held=(conn, pool, written)
+                    )
+                except _NotSent:
+                    raw = await self._send_once(req, None, loop, may_resend=False)
+            except GraphPipeError as exc:
+                return Attempt(req, None, exc)
+            finally:
+                conn.pending = None  # (not raised if the general path did not wait)
+            return Attempt(req, raw, None)
+        assert answer is not None
+        if conn.start == conn.end and not conn.lost:  # (a byte past the body: not reused)
+            conn.idle_limit = answer[2]
+            conn.idle_since = time.monotonic()
+            pool.release(conn, True)
+        else:
+            pool.release(conn, False)
+        return body, 0, len(body)
 
     async def _acquire(
         self, pool: _HostPool, req: PreparedRequest, clock: _Clock
@@ -860,19 +1063,29 @@ class AsyncioTransport:
         clock: _Clock,
         may_resend: bool,
         loop: asyncio.AbstractEventLoop,
+        given: int | None = None,
     ) -> tuple[RawResponse, bool]:
-        """Write ``req`` on ``conn`` and read the response; and whether ``conn`` may be kept."""
+        """Write ``req`` on ``conn`` and read the response; and whether ``conn`` may be kept.
+
+        ``given``: the fast path gave the request to the transport already (see
+        :meth:`send_small`), and found it :data:`SENT` right after, or :data:`UNSENT`
+        (not known yet: checked now, as after a write here); the exchange goes on from
+        there, under the same rules.
+        """
         where = req.endpoint.redacted
         body = req.body
         started = False
         sent = True
         try:
-            head = self._head(req) + b"%d\r\n\r\n" % body.nbytes
             try:
-                # Another call on this loop's thread: a large body goes out from a thread.
-                written = await conn.write_request(
-                    head, body.segments, body.nbytes, clock, shared=_calls_on[loop] > 1
-                )
+                if given is not None:
+                    written = SENT if given == SENT else await conn.handed_over(body.nbytes, clock)
+                else:
+                    head = self._head(req) + b"%d\r\n\r\n" % body.nbytes
+                    # Another call on this loop's thread: a large body goes out from a thread.
+                    written = await conn.write_request(
+                        head, body.segments, body.nbytes, clock, shared=_calls_on[id(loop)] > 1
+                    )
             except _WaitTimedOut as exc:
                 raise TimeoutError from exc
             sent = written == SENT
