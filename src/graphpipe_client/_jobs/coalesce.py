@@ -112,18 +112,22 @@ class Coalesce:
         InvalidOption: a value out of range or of the wrong type.
 
     Example:
+        >>> import time
         >>> import numpy as np
         >>> from concurrent.futures import ThreadPoolExecutor
         >>> from graphpipe_client import Client, Coalesce
         >>> from graphpipe_client.testing import serve
-        >>> with serve(lambda x: x * 2) as server:
+        >>> def model(x):  # 20 ms per request, whatever its rows
+        ...     time.sleep(0.02)
+        ...     return x * 2
+        >>> with serve(model) as server:
         ...     with Client(server.url, coalesce=Coalesce(max_rows=8, max_wait=0.05)) as client:
         ...         with ThreadPoolExecutor(8) as pool:
         ...             ys = list(pool.map(lambda i: client.execute(np.full((1, 2), i)), range(8)))
         ...     served = server.requests_served
         >>> all((y == 2 * i).all() for i, y in enumerate(ys))  # each caller its own rows
         True
-        >>> served < 8  # fewer requests than calls
+        >>> served < 8  # fewer requests: the first goes at once, the others merge behind it
         True
     """
 
