@@ -5,12 +5,13 @@ idle (``Traffic``, ``Coalesce(eager=True)``) opens a batch that closes at the
 end of the loop's current turn: the calls made in the same turn (tasks started
 together) join it, the later ones wait behind it. Otherwise a timer of the
 loop closes a batch when its oldest call has waited ``max_wait`` (a full batch
-closes at once). A task sends each batch; so a caller's cancellation or deadline never
-cancels a request that other callers wait for. A cancelled or expired member
-takes its rows out of a batch that has not gone out; once the batch is out,
-its share of the answer is dropped (and when every member has gone, the
-request is cancelled). The state belongs to one event loop: used from another
-loop, the client starts afresh. Under trio, calls are sent alone.
+closes at once). A task of the loop sends each batch, so a caller's
+cancellation or deadline never cancels a request that other callers wait
+for. A cancelled or expired member takes its rows out of a batch that has not
+gone out; once the batch is out, its share of the answer is dropped (and when
+every member has gone, the request is cancelled). The state belongs to one
+event loop: used from another loop, the client starts afresh. Under trio,
+calls are sent alone.
 
 Failures and bisection are as in ``coalesce_threads.py``; the plan is
 ``coalesce.py``'s.

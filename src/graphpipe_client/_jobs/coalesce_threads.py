@@ -3,13 +3,14 @@
 No extra thread: the callers share the work. A call that finds its model
 idle (``Traffic``, ``Coalesce(eager=True)``) closes a batch of its own at once
 and sends it; the calls that come meanwhile wait behind it. Otherwise, the
-first call of a batch times it; the batch closes when it is full or when its oldest call has waited
-``max_wait``, and the member with the latest deadline (the one that closed it,
-on a tie) sends it in its own thread, so that nobody waits for a sender with a
-shorter deadline than its own. The others sleep on their own condition until
-their answer arrives or their own deadline passes. A member that leaves early
-(its deadline, ``KeyboardInterrupt``) takes its rows out of a batch that has
-not gone out; once the batch is out, its share of the answer is dropped.
+first call of a batch times it; the batch closes when it is full or when its
+oldest call has waited ``max_wait``, and the member with the latest deadline
+(the one that closed it, on a tie) sends it in its own thread, so that nobody
+waits for a sender with a shorter deadline than its own. The others sleep on
+their own condition until their answer arrives or their own deadline passes.
+A member that leaves early (its deadline, ``KeyboardInterrupt``) takes its
+rows out of a batch that has not gone out; once the batch is out, its share
+of the answer is dropped.
 
 A failure of the whole batch reaches each of its members as the same typed
 error. With ``idempotent=True``, a model error on a merged batch is bisected:
