@@ -18,7 +18,8 @@ other for a fixed time. The figures are rows/s of all callers together, and
 each case's p50 and p99 call latency; the cases run interleaved, so the
 ratios come from the same state of the machine. Last, one caller alone: its
 p50 with coalescing against its p50 without (the target allows ``max_wait``
-plus 10%).
+plus 10%). ``Coalesce(eager=False)`` (every call waits for others, idle or
+not) runs beside the default in every case, without a target.
 
 ``python -m benchmarks.coalesce_bench --serve MS`` runs the server alone;
 ``python -m benchmarks.coalesce_bench [--quick]`` prints the figures.
@@ -48,6 +49,8 @@ CALLERS = 64
 WIDTH = 16  # float32 per row
 MODEL_MS = 5
 OPTIONS = gp.Coalesce(max_rows=64, max_wait=0.002)
+#: The same without the idle shortcut (every call waits up to max_wait): shown beside, no target.
+WAITING = gp.Coalesce(max_rows=64, max_wait=0.002, eager=False)
 
 
 def _serve(ms: int, one_at_a_time: bool) -> None:
@@ -188,12 +191,19 @@ def _many(url: str, label: str, runs: int, seconds: float, target: float | None,
     with (
         gp.Client(url, pool_size=CALLERS) as alone,
         gp.Client(url, pool_size=CALLERS, coalesce=OPTIONS) as merged,
+        gp.Client(url, pool_size=CALLERS, coalesce=WAITING) as waiting,
     ):
         cases: dict[str, Callable[[], tuple[float, list[float]]]] = {
             "threads on Client, alone": lambda: _threads(alone, CALLERS, seconds),
             "threads on Client, coalesced": lambda: _threads(merged, CALLERS, seconds),
             "tasks on AsyncClient, alone": lambda: _tasks(url, None, CALLERS, seconds),
             "tasks on AsyncClient, coalesced": lambda: _tasks(url, OPTIONS, CALLERS, seconds),
+            "threads on Client, coalesced, eager=False": lambda: _threads(
+                waiting, CALLERS, seconds
+            ),
+            "tasks on AsyncClient, coalesced, eager=False": lambda: _tasks(
+                url, WAITING, CALLERS, seconds
+            ),
         }
         for fn in cases.values():
             fn()  # warm-up (connections)
@@ -220,7 +230,11 @@ def _many(url: str, label: str, runs: int, seconds: float, target: float | None,
 
 def _one_caller(url: str, label: str, runs: int, seconds: float, log: Log) -> Any:
     lats: dict[str, list[float]] = {}
-    with gp.Client(url) as alone, gp.Client(url, coalesce=OPTIONS) as merged:
+    with (
+        gp.Client(url) as alone,
+        gp.Client(url, coalesce=OPTIONS) as merged,
+        gp.Client(url, coalesce=WAITING) as waiting,
+    ):
         cases: dict[str, Callable[[], tuple[float, list[float]]]] = {
             "Client, alone": lambda: _threads(alone, 1, seconds),
             "Client, coalesced": lambda: _threads(merged, 1, seconds),
@@ -229,6 +243,8 @@ def _one_caller(url: str, label: str, runs: int, seconds: float, log: Log) -> An
             ),
             "AsyncClient, alone": lambda: _tasks(url, None, 1, seconds),
             "AsyncClient, coalesced": lambda: _tasks(url, OPTIONS, 1, seconds),
+            "Client, coalesced, eager=False": lambda: _threads(waiting, 1, seconds),
+            "AsyncClient, coalesced, eager=False": lambda: _tasks(url, WAITING, 1, seconds),
         }
         for fn in cases.values():
             fn()
@@ -265,7 +281,16 @@ def _one_caller(url: str, label: str, runs: int, seconds: float, log: Log) -> An
                 baseline_samples=off,
             )
         )
-        table[kind] = {"p50_ms": p50_on * 1e3, "p50_alone_ms": p50_off * 1e3}
+        wait = lats[f"{kind}, coalesced, eager=False"]
+        log(
+            f"  one caller, {label}, {kind}, Coalesce(eager=False): p50/p99 "
+            f"{_pct(wait, 0.5) * 1e3:.2f}/{_pct(wait, 0.99) * 1e3:.2f} ms (no target)"
+        )
+        table[kind] = {
+            "p50_ms": p50_on * 1e3,
+            "p50_alone_ms": p50_off * 1e3,
+            "p50_eager_false_ms": _pct(wait, 0.5) * 1e3,
+        }
     idle = lats["Client, alone, idle max_wait between calls"]
     log(
         f"  one caller, {label}, Client alone with {OPTIONS.max_wait * 1e3:g} ms idle before each "

@@ -95,7 +95,8 @@ class Client(ClientBase["SyncTransport"]):
         coalesce: a :class:`Coalesce`: concurrent ``execute``,
             ``execute_named`` and ``execute_multi`` calls from threads sharing
             this client are merged into one request of up to ``max_rows``
-            rows, sent when full or after ``max_wait`` (``docs/coalescing.md``).
+            rows, sent when full or after ``max_wait`` (a call that finds the
+            model idle goes at once: ``docs/coalescing.md``).
             Default ``None``: each call is its own request.
         eject_backoff: how long a replica stays out of rotation after it
             refused a connection or answered 503: ``(first, longest)`` seconds,

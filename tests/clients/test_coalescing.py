@@ -110,7 +110,7 @@ def test_many_callers_get_exactly_their_rows(
 
 def test_a_full_batch_is_one_request(doubler: tuple[GraphPipeServer, Recorder]) -> None:
     server, model = doubler
-    with Client(server.url, coalesce=Coalesce(max_rows=8, max_wait=30)) as client:
+    with Client(server.url, coalesce=Coalesce(max_rows=8, max_wait=30, eager=False)) as client:
         ys = threads(8, lambda i: client.execute(rows_of(i)))
     assert model.sizes == [8]  # full: sent at once, without waiting 30 s
     for i, y in enumerate(ys):
@@ -135,7 +135,7 @@ def test_a_model_that_is_not_row_wise_is_sent_each_call_alone() -> None:
     model = Recorder(lambda x: x.sum(axis=0, keepdims=True))  # one row whatever the rows
     with (
         serve(model) as server,
-        Client(server.url, coalesce=Coalesce(max_rows=8, max_wait=30)) as client,
+        Client(server.url, coalesce=Coalesce(max_rows=8, max_wait=30, eager=False)) as client,
     ):
         ys = threads(4, lambda i: client.execute(rows_of(i, 2)))
         for i, y in enumerate(ys):
@@ -152,7 +152,7 @@ def test_a_failed_batch_gives_every_caller_the_same_error(
     doubler: tuple[GraphPipeServer, Recorder],
 ) -> None:
     server, model = doubler
-    with Client(server.url, coalesce=Coalesce(max_rows=8, max_wait=30)) as client:
+    with Client(server.url, coalesce=Coalesce(max_rows=8, max_wait=30, eager=False)) as client:
         out = threads(8, lambda i: client.execute(np.full((1, 3), POISON if i == 3 else float(i))))
     assert model.sizes == [8]
     assert all(isinstance(e, HTTPStatusError) for e in out)
@@ -166,7 +166,9 @@ def test_idempotent_bisects_a_model_error_to_the_failing_callers(as_response: bo
     poisoned = {2, 11}
     with (
         serve(model, errors_as_response=as_response) as server,
-        Client(server.url, idempotent=True, coalesce=Coalesce(max_rows=16, max_wait=30)) as client,
+        Client(
+            server.url, idempotent=True, coalesce=Coalesce(max_rows=16, max_wait=30, eager=False)
+        ) as client,
     ):
         out = threads(
             16,
@@ -185,7 +187,7 @@ def test_without_idempotent_nothing_is_sent_again(
     doubler: tuple[GraphPipeServer, Recorder],
 ) -> None:
     server, model = doubler
-    with Client(server.url, coalesce=Coalesce(max_rows=4, max_wait=30)) as client:
+    with Client(server.url, coalesce=Coalesce(max_rows=4, max_wait=30, eager=False)) as client:
         out = threads(4, lambda i: client.execute(np.full((1, 3), POISON if i == 0 else float(i))))
     assert all(isinstance(e, HTTPStatusError) for e in out)
     assert model.sizes == [4]
@@ -222,7 +224,7 @@ def test_each_callers_deadline_applies_to_it_alone(
 ) -> None:
     server, _ = doubler
     server.set_faults(delay=1.0)
-    with Client(server.url, coalesce=Coalesce(max_rows=4, max_wait=30)) as client:
+    with Client(server.url, coalesce=Coalesce(max_rows=4, max_wait=30, eager=False)) as client:
 
         def call(i: int) -> Any:
             t = Timeout(total=0.2) if i == 0 else Timeout(total=20) if i == 1 else Timeout()
@@ -238,7 +240,7 @@ def test_a_caller_whose_deadline_passes_leaves_a_batch_not_yet_sent(
     doubler: tuple[GraphPipeServer, Recorder],
 ) -> None:
     server, model = doubler
-    with Client(server.url, coalesce=Coalesce(max_rows=64, max_wait=0.5)) as client:
+    with Client(server.url, coalesce=Coalesce(max_rows=64, max_wait=0.5, eager=False)) as client:
 
         def call(i: int) -> Any:
             if i == 0:  # the oldest: its leaving hands the batch's timer to the next
@@ -262,7 +264,7 @@ def test_named_and_multi_calls_merge_too() -> None:
 
     with (
         serve(two) as server,
-        Client(server.url, coalesce=Coalesce(max_rows=8, max_wait=30)) as client,
+        Client(server.url, coalesce=Coalesce(max_rows=8, max_wait=30, eager=False)) as client,
     ):
 
         def named(i: int) -> bool:
@@ -326,6 +328,100 @@ def test_calls_that_cannot_merge_go_alone_at_once(
     assert model.sizes == [3, -1]
 
 
+HOLD = -7.0  # a request holding this value is held by the server until released
+
+
+def held_until(release: threading.Event) -> Recorder:
+    """A doubler that holds any request with a :data:`HOLD` row until ``release`` is set."""
+
+    def fn(x: np.ndarray) -> np.ndarray:
+        if (x == HOLD).any():
+            release.wait(20)
+        return x * 2
+
+    return Recorder(fn)
+
+
+def until(cond: Callable[[], bool], what: str, seconds: float = 10) -> None:
+    """Poll ``cond`` (no timing is asserted: a bound against a hang)."""
+    end = time.monotonic() + seconds
+    while not cond():
+        if time.monotonic() > end:
+            pytest.fail(f"never: {what}")
+        time.sleep(0.005)
+
+
+def test_a_lone_call_goes_out_at_once(doubler: tuple[GraphPipeServer, Recorder]) -> None:
+    """Idle: no waiting for company (max_wait 5 s, each call's deadline 2 s)."""
+    server, model = doubler
+    with Client(server.url, coalesce=Coalesce(max_rows=64, max_wait=5)) as client:
+        for i in range(3):
+            y = client.execute(rows_of(i), timeout=Timeout(total=2))
+            assert (y == 2 * rows_of(i)).all()
+    assert model.sizes == [1, 1, 1]
+
+
+def test_not_eager_a_lone_call_waits_max_wait(doubler: tuple[GraphPipeServer, Recorder]) -> None:
+    server, model = doubler
+    with (
+        Client(server.url, coalesce=Coalesce(max_rows=64, max_wait=5, eager=False)) as client,
+        pytest.raises(DeadlineExceeded),
+    ):
+        client.execute(rows_of(1), timeout=Timeout(total=0.2))
+    assert model.sizes == []  # it left its batch before it went out
+
+
+def test_calls_arriving_while_a_request_is_out_wait_and_merge() -> None:
+    release = threading.Event()
+    model = held_until(release)
+    with (
+        serve(model) as server,
+        Client(server.url, coalesce=Coalesce(max_rows=6, max_wait=30)) as client,
+        ThreadPoolExecutor(7) as pool,
+    ):
+        try:
+            first = pool.submit(client.execute, np.full((1, 3), HOLD, np.float32))
+            until(lambda: model.sizes == [1], "the first call went out alone")
+            rest = [pool.submit(client.execute, rows_of(i)) for i in range(6)]
+            until(lambda: len(model.sizes) == 2, "the six calls went out")
+            assert model.sizes == [1, 6]  # they waited behind the first, merged, full
+        finally:
+            release.set()
+        assert (first.result(10) == 2 * HOLD).all()
+        for i, f in enumerate(rest):
+            assert (f.result(10) == 2 * rows_of(i)).all()
+
+
+def test_threads_whose_calls_were_merged_stay_together() -> None:
+    """After a merged answer its callers call again at once: the first of them waits too."""
+    release = threading.Event()
+    model = held_until(release)
+    with (
+        serve(model) as server,
+        Client(server.url, coalesce=Coalesce(max_rows=3, max_wait=30)) as client,
+        ThreadPoolExecutor(4) as pool,
+    ):
+        again = threading.Barrier(4)
+
+        def call(i: int) -> bool:
+            a = client.execute(rows_of(i))
+            again.wait(10)
+            b = client.execute(rows_of(i + 10), timeout=Timeout(total=5))
+            return bool((a == 2 * rows_of(i)).all() and (b == 2 * rows_of(i + 10)).all())
+
+        try:
+            first = pool.submit(client.execute, np.full((1, 3), HOLD, np.float32))
+            until(lambda: model.sizes == [1], "the first call went out alone")
+            calls = [pool.submit(call, i) for i in range(3)]
+            until(lambda: model.sizes == [1, 3], "the three calls went out merged")
+        finally:
+            release.set()
+        first.result(10)  # nothing is in flight any more
+        again.wait(10)  # the three call again now
+        assert all(f.result(10) for f in calls)
+    assert model.sizes == [1, 3, 3]
+
+
 def test_a_bad_coalesce_option_is_refused() -> None:
     with pytest.raises(InvalidOption, match="coalesce must be a Coalesce"):
         Client("http://127.0.0.1:9", coalesce=64)  # type: ignore[arg-type]
@@ -357,6 +453,94 @@ def test_async_many_tasks_get_exactly_their_rows(
 
     run_in(mode, main)
     assert max(model.sizes) <= 16 and len(model.sizes) < 64 * 4 / 2
+
+
+@pytest.mark.parametrize("mode", ["asyncio", "httpx"])
+def test_async_a_lone_call_goes_out_at_once(
+    doubler: tuple[GraphPipeServer, Recorder], mode: str
+) -> None:
+    server, model = doubler
+
+    async def main() -> None:
+        async with AsyncClient(server.url, coalesce=Coalesce(max_rows=64, max_wait=5)) as c:
+            for i in range(3):
+                y = await c.execute(rows_of(i), timeout=Timeout(total=2))
+                assert (y == 2 * rows_of(i)).all()
+
+    run_in(mode, main)
+    assert model.sizes == [1, 1, 1]
+
+
+def test_async_calls_arriving_while_a_request_is_out_wait_and_merge() -> None:
+    release = threading.Event()
+    model = held_until(release)
+
+    async def main() -> None:
+        async with AsyncClient(server.url, coalesce=Coalesce(max_rows=6, max_wait=30)) as c:
+            first = asyncio.create_task(c.execute(np.full((1, 3), HOLD, np.float32)))
+            try:
+                for _ in range(1000):
+                    if model.sizes == [1]:
+                        break
+                    await asyncio.sleep(0.01)
+                assert model.sizes == [1]  # idle: out alone at once
+                rest = []
+                for i in range(6):  # one by one, each in a turn of the loop of its own
+                    rest.append(asyncio.create_task(c.execute(rows_of(i))))
+                    await asyncio.sleep(0.001)
+                ys = await asyncio.wait_for(asyncio.gather(*rest), 10)
+                assert model.sizes == [1, 6]  # they waited behind the first, merged, full
+                for i, y in enumerate(ys):
+                    assert (y == 2 * rows_of(i)).all()
+            finally:
+                release.set()
+            assert (await asyncio.wait_for(first, 10) == 2 * HOLD).all()
+
+    with serve(model) as server:
+        run_in("asyncio", main)
+
+
+def test_async_a_burst_of_tasks_from_idle_is_one_request(
+    doubler: tuple[GraphPipeServer, Recorder],
+) -> None:
+    """Tasks that call in the same turn of the loop merge, though the model was idle."""
+    server, model = doubler
+
+    async def main() -> None:
+        async with AsyncClient(server.url, coalesce=Coalesce(max_rows=8, max_wait=30)) as c:
+            for base in (0, 100):  # then again, after a quiet moment
+                ys = await asyncio.wait_for(
+                    asyncio.gather(*(c.execute(rows_of(base + i)) for i in range(8))), 10
+                )
+                for i, y in enumerate(ys):
+                    assert (y == 2 * rows_of(base + i)).all()
+
+    run_in("asyncio", main)
+    assert model.sizes == [8, 8]
+
+
+def test_async_tasks_whose_calls_were_merged_stay_together(
+    doubler: tuple[GraphPipeServer, Recorder],
+) -> None:
+    """After a merged answer, callers that call again in turns of their own still merge."""
+    server, model = doubler
+
+    async def main() -> None:
+        async with AsyncClient(server.url, coalesce=Coalesce(max_rows=4, max_wait=30)) as c:
+
+            async def call(i: int) -> bool:
+                ok = True
+                for k in range(3):  # together first (one turn), then each in a turn of its own
+                    for _ in range(i if k else 0):
+                        await asyncio.sleep(0)
+                    x = rows_of(10 * i + k)
+                    ok &= bool((await c.execute(x, timeout=Timeout(total=5)) == 2 * x).all())
+                return ok
+
+            assert all(await asyncio.gather(*(call(i) for i in range(4))))
+
+    run_in("asyncio", main)
+    assert model.sizes == [4, 4, 4]
 
 
 def test_async_under_trio_sends_each_call_alone(
@@ -431,7 +615,7 @@ def test_async_bisects_and_deadlines(doubler: tuple[GraphPipeServer, Recorder]) 
 
     async def main() -> None:
         async with AsyncClient(
-            server.url, idempotent=True, coalesce=Coalesce(max_rows=8, max_wait=30)
+            server.url, idempotent=True, coalesce=Coalesce(max_rows=8, max_wait=30, eager=False)
         ) as c:
             out = await asyncio.gather(
                 *(c.execute(np.full((1, 2), POISON if i == 5 else float(i))) for i in range(8)),
@@ -548,7 +732,9 @@ def test_merged_requests_bisection_and_not_row_wise_are_logged(
     caplog.set_level(logging.DEBUG, logger="graphpipe_client")
     with (
         serve(model) as server,
-        Client(server.url, idempotent=True, coalesce=Coalesce(max_rows=4, max_wait=30)) as c,
+        Client(
+            server.url, idempotent=True, coalesce=Coalesce(max_rows=4, max_wait=30, eager=False)
+        ) as c,
     ):
         threads(4, lambda i: c.execute(np.full((1, 2), POISON if i == 0 else float(i))))
     text = caplog.text
@@ -558,7 +744,7 @@ def test_merged_requests_bisection_and_not_row_wise_are_logged(
     reduce = Recorder(lambda x: x.sum(axis=0, keepdims=True))
     with (
         serve(reduce) as server,
-        Client(server.url, coalesce=Coalesce(max_rows=2, max_wait=30)) as c,
+        Client(server.url, coalesce=Coalesce(max_rows=2, max_wait=30, eager=False)) as c,
     ):
         threads(2, lambda i: c.execute(rows_of(i)))
     assert "do not have one row per input row (2 merged rows)" in caplog.text
@@ -569,7 +755,7 @@ def test_a_forked_child_does_not_join_the_parents_open_batch(
     doubler: tuple[GraphPipeServer, Recorder],
 ) -> None:
     server, _ = doubler
-    with Client(server.url, coalesce=Coalesce(max_rows=8, max_wait=1.0)) as client:
+    with Client(server.url, coalesce=Coalesce(max_rows=8, max_wait=1.0, eager=False)) as client:
         parent = threading.Thread(target=client.execute, args=(rows_of(1),))
         parent.start()  # its batch stays open for a second
         time.sleep(0.2)

@@ -14,6 +14,7 @@ from graphpipe_client._jobs.coalesce import (
     Member,
     NotRowwise,
     TimerSlack,
+    Traffic,
     halves,
     is_model_error,
     member_of,
@@ -38,7 +39,11 @@ def member(*arrays: object, **kw: object) -> Member:
 
 def test_options_defaults_and_validation() -> None:
     c = Coalesce()
-    assert (c.max_rows, c.max_wait) == (64, 0.002)
+    assert (c.max_rows, c.max_wait, c.eager) == (64, 0.002, True)
+    assert Coalesce(eager=False).eager is False
+    for bad_eager in (1, 0, "no", None, np.bool_(True)):
+        with pytest.raises(InvalidOption, match="eager must be True"):
+            Coalesce(eager=bad_eager)  # type: ignore[arg-type]
     assert Coalesce(max_rows=1, max_wait=0).max_wait == 0.0
     for bad in (0, -1, 1.5, True, "8", None):
         with pytest.raises(InvalidOption, match="max_rows"):
@@ -184,3 +189,48 @@ def test_the_timer_slack_learns_how_late_timers_wake_within_half_max_wait() -> N
     for _ in range(200):
         slack.woke(slack.target(10.0), 20.0)  # always very late: at most half of max_wait early
     assert slack.late == 0.001
+
+
+def test_a_call_goes_at_once_only_when_its_signature_is_idle() -> None:
+    t = Traffic(Coalesce(max_wait=0.5))
+    a, b = ("a",), ("b",)
+    assert t.at_once(a, 100.0)  # nothing out: at once
+    t.out(a)  # its request is in flight
+    assert not t.at_once(a, 100.0)  # the next call of its kind waits behind it
+    assert t.at_once(b, 100.0)  # other kinds are not held
+    t.out(a)
+    t.back(a, merged=False, now=100.1)
+    assert t.in_flight(a) == 1 and not t.at_once(a, 100.1)  # one is still out
+    t.back(a, merged=False, now=100.2)
+    assert t.in_flight(a) == 0 and t.at_once(a, 100.2)  # a lone caller's answer: idle again
+    t.back(a, merged=False, now=100.3)  # one back too many (never sent): no harm
+    assert t.in_flight(a) == 0
+
+
+def test_after_a_merged_answer_calls_wait_for_max_wait() -> None:
+    """The callers of a merged request call again at once: the first must not go alone."""
+    t = Traffic(Coalesce(max_wait=0.5))
+    a = ("a",)
+    t.out(a)
+    t.back(a, merged=True, now=100.0)
+    assert not t.at_once(a, 100.0) and not t.at_once(a, 100.49)
+    assert t.at_once(a, 100.5)  # quiet for max_wait: idle
+    assert t.at_once(a, 100.6)
+
+
+def test_not_eager_never_goes_at_once() -> None:
+    t = Traffic(Coalesce(eager=False))
+    assert not t.at_once(("a",), 0.0)
+
+
+def test_the_memory_of_signatures_is_bounded() -> None:
+    t = Traffic(Coalesce(max_wait=10.0))
+    t.out(("busy",))
+    for i in range(5000):
+        s = ("warm", i)
+        t.out(s)
+        t.back(s, merged=True, now=0.0)  # warm: remembered for a while
+    assert len(t._keys) <= 1025
+    assert t.in_flight(("busy",)) == 1  # the requests in flight are never forgotten
+    t.clear()
+    assert t.at_once(("busy",), 0.0)

@@ -202,7 +202,9 @@ def test_the_rows_of_each_coalesced_request_are_recorded(reader: InMemoryMetricR
 
     with (
         serve(lambda x: x * 2) as server,
-        gp.Client(server.url, coalesce=gp.Coalesce(max_rows=4, max_wait=5.0)) as client,
+        gp.Client(
+            server.url, coalesce=gp.Coalesce(max_rows=4, max_wait=5.0, eager=False)
+        ) as client,
     ):
         threads = [threading.Thread(target=call, args=(client, i)) for i in range(4)]
         for t in threads:

@@ -221,7 +221,7 @@ def test_coalesced_calls_make_one_span_per_merged_request(
 ) -> None:
     """Coalescing: one span per request that went out, with the callers' caller as its parent."""
     tracer = sdk_trace.TracerProvider().get_tracer("test")
-    opts = gp.Coalesce(max_rows=6, max_wait=30)  # full at 6 calls: one request
+    opts = gp.Coalesce(max_rows=6, max_wait=30, eager=False)  # full at 6 calls: one request
     with serve(lambda x: x * 2) as server:
         if kind == "sync":
             with gp.Client(server.url, coalesce=opts) as client:

@@ -10,6 +10,8 @@ stacked along axis 0 (:meth:`Batch.arrays`), and each member gets back its
 own rows of every output, as views (:meth:`Batch.split`). An output whose
 first dimension is not the batch's row count is not row-wise: the members of
 that batch are then sent alone, as the row cache does (``_jobs/row_cache.py``).
+:class:`Traffic` decides when a call needs not wait at all: when its key is
+idle (``Coalesce(eager=True)``, the default).
 
 The drivers that hold members until a batch is full or old enough, send it
 and hand the answers back are in ``coalesce_threads.py`` (``Client``) and
@@ -49,6 +51,7 @@ __all__ = [
     "Member",
     "NotRowwise",
     "TimerSlack",
+    "Traffic",
     "deadline_error",
     "halves",
     "is_model_error",
@@ -80,9 +83,16 @@ class Coalesce:
     :class:`~graphpipe_client.AsyncClient`) to the same model, with the same
     input names, dtypes, row shapes, output names, ``config`` and connect and
     read timeouts, are stacked along axis 0 into one request; each caller gets
-    its own rows of every output (views of the response). A request goes out
-    when it holds ``max_rows`` rows, or when its oldest call has waited
-    ``max_wait`` seconds. Applies to ``execute``, ``execute_named`` and
+    its own rows of every output (views of the response).
+
+    A call that finds its model idle (no coalesced request of its kind in
+    flight, no call of its kind waiting, and no merged request of its kind
+    answered in the last ``max_wait``) goes out at once, so that a lone caller
+    does not wait for company that will not come. The calls that arrive while
+    a request is in flight wait for each other: their request goes out when it
+    holds ``max_rows`` rows, or when its oldest call has waited ``max_wait``
+    seconds. With ``eager=False`` every call waits so (today's batching
+    without the idle shortcut). Applies to ``execute``, ``execute_named`` and
     ``execute_multi``; see ``docs/coalescing.md`` for when it helps.
 
     Args:
@@ -91,28 +101,39 @@ class Coalesce:
         max_wait: the longest a call waits for others, in seconds (``>= 0``;
             ``0`` waits for no one: a call goes out at once, merged only with
             the calls already waiting). Default 2 ms.
+        eager: whether a call that finds its model idle goes out at once
+            (``True``, the default: under ``AsyncClient`` with the calls made
+            in the same turn of the event loop). ``False`` makes every call
+            wait up to ``max_wait`` for others, idle or not: for callers that
+            come in bursts of known size, where the first call of a burst
+            should not leave alone.
 
     Raises:
         InvalidOption: a value out of range or of the wrong type.
 
     Example:
+        >>> import time
         >>> import numpy as np
         >>> from concurrent.futures import ThreadPoolExecutor
         >>> from graphpipe_client import Client, Coalesce
         >>> from graphpipe_client.testing import serve
-        >>> with serve(lambda x: x * 2) as server:
+        >>> def model(x):  # 20 ms per request, whatever its rows
+        ...     time.sleep(0.02)
+        ...     return x * 2
+        >>> with serve(model) as server:
         ...     with Client(server.url, coalesce=Coalesce(max_rows=8, max_wait=0.05)) as client:
         ...         with ThreadPoolExecutor(8) as pool:
         ...             ys = list(pool.map(lambda i: client.execute(np.full((1, 2), i)), range(8)))
         ...     served = server.requests_served
         >>> all((y == 2 * i).all() for i, y in enumerate(ys))  # each caller its own rows
         True
-        >>> served < 8  # fewer requests than calls
+        >>> served < 8  # fewer requests: the first goes at once, the others merge behind it
         True
     """
 
     max_rows: int = 64
     max_wait: float = 0.002
+    eager: bool = True
 
     def __post_init__(self) -> None:
         rows = self.max_rows
@@ -132,6 +153,12 @@ class Coalesce:
                 f"waits for others, e.g. 0.002), not {wait!r}"
             )
         object.__setattr__(self, "max_wait", float(wait))
+        if not isinstance(self.eager, bool):
+            raise InvalidOption(
+                "Coalesce.eager must be True (a call that finds its model idle goes out at "
+                "once) or False (every call waits up to max_wait for others), not "
+                f"{self.eager!r}"
+            )
 
 
 class Member:
@@ -335,6 +362,85 @@ class NotRowwise:
         if len(self._sigs) >= _NOT_ROWWISE_MEMORY:
             self._sigs.clear()
         self._sigs.add(sig)
+
+
+class Traffic:
+    """Whether a call may go out at once: the coalesced requests in flight, per signature.
+
+    A call goes out at once (alone, as a batch of one, that later calls queue
+    behind) when the options are ``eager`` and its signature is *idle*: no
+    request of it in flight (:meth:`out` until :meth:`back`), and no merged
+    request of it answered less than ``max_wait`` ago. The drivers ask only
+    when no batch of that signature is open (a waiting call is never
+    overtaken: the new call joins it).
+
+    The last rule keeps a group of callers together: the callers of a merged
+    request (threads or tasks in a loop, a pool of workers) call again as soon
+    as they have their answers; if the first of them went out alone, the
+    others would wait behind it, and the group would split into two requests
+    from then on. After a merged answer, calls wait as usual for ``max_wait``;
+    a lone caller's requests are never merged, so it is never held.
+
+    A batch waiting behind a request in flight is not sent when that request
+    returns (as TCP's Nagle algorithm sends on an acknowledgement): the callers
+    of the returning request would then find their old companions gone, and a
+    closed loop of callers would settle into two half-full requests taking
+    turns. It waits until full, or ``max_wait``, so that they can join it.
+    """
+
+    __slots__ = ("_keys", "eager", "window")
+
+    def __init__(self, options: Coalesce) -> None:
+        self.eager = options.eager
+        self.window = options.max_wait
+        # signature -> [requests in flight, until when it is warm after a merged answer]
+        self._keys: dict[tuple[Any, ...], list[float]] = {}
+
+    def at_once(self, sig: tuple[Any, ...], now: float) -> bool:
+        """Whether a call of ``sig`` that finds no open batch of ``sig`` goes out at once."""
+        if not self.eager:
+            return False
+        k = self._keys.get(sig)
+        if k is None:
+            return True
+        if k[0] > 0 or now < k[1]:
+            return False
+        del self._keys[sig]
+        return True
+
+    def out(self, sig: tuple[Any, ...]) -> None:
+        """A request of ``sig`` went out (a closed batch, before it is sent)."""
+        k = self._keys.get(sig)
+        if k is None:
+            if len(self._keys) >= _NOT_ROWWISE_MEMORY:
+                self._forget()
+            self._keys[sig] = [1, 0.0]
+        else:
+            k[0] += 1
+
+    def back(self, sig: tuple[Any, ...], merged: bool, now: float) -> None:
+        """A request of ``sig`` is over (answered, failed, or never sent); ``merged``: it
+        carried more than one call."""
+        k = self._keys.get(sig)
+        if k is None:
+            return
+        k[0] = max(0, k[0] - 1)
+        if merged:
+            k[1] = max(k[1], now + self.window)
+        if k[0] == 0 and k[1] <= now:
+            del self._keys[sig]
+
+    def in_flight(self, sig: tuple[Any, ...]) -> int:
+        """How many requests of ``sig`` are out."""
+        k = self._keys.get(sig)
+        return 0 if k is None else int(k[0])
+
+    def clear(self) -> None:
+        """Forget everything (a forked child, another event loop)."""
+        self._keys.clear()
+
+    def _forget(self) -> None:
+        self._keys = {s: k for s, k in self._keys.items() if k[0] > 0}
 
 
 class TimerSlack:

@@ -1,13 +1,17 @@
 """Coalescing for ``AsyncClient``: tasks wait on futures, a task of the loop sends each batch.
 
-Each member awaits a future of the running loop. A timer of the loop closes a
-batch when its oldest call has waited ``max_wait`` (a full batch closes at
-once), and a task sends it; so a caller's cancellation or deadline never
-cancels a request that other callers wait for. A cancelled or expired member
-takes its rows out of a batch that has not gone out; once the batch is out,
-its share of the answer is dropped (and when every member has gone, the
-request is cancelled). The state belongs to one event loop: used from another
-loop, the client starts afresh. Under trio, calls are sent alone.
+Each member awaits a future of the running loop. A call that finds its model
+idle (``Traffic``, ``Coalesce(eager=True)``) opens a batch that closes at the
+end of the loop's current turn: the calls made in the same turn (tasks started
+together) join it, the later ones wait behind it. Otherwise a timer of the
+loop closes a batch when its oldest call has waited ``max_wait`` (a full batch
+closes at once). A task of the loop sends each batch, so a caller's
+cancellation or deadline never cancels a request that other callers wait
+for. A cancelled or expired member takes its rows out of a batch that has not
+gone out; once the batch is out, its share of the answer is dropped (and when
+every member has gone, the request is cancelled). The state belongs to one
+event loop: used from another loop, the client starts afresh. Under trio,
+calls are sent alone.
 
 Failures and bisection are as in ``coalesce_threads.py``; the plan is
 ``coalesce.py``'s.
@@ -31,6 +35,7 @@ from .coalesce import (
     Member,
     NotRowwise,
     TimerSlack,
+    Traffic,
     deadline_error,
     halves,
     is_model_error,
@@ -47,14 +52,17 @@ SendBatch = Callable[[Batch], Awaitable[list[np.ndarray]]]
 
 
 class _OpenBatch(Batch):
-    """A batch of the loop: its timer while open, its task once out."""
+    """A batch of the loop: its timer while open (or, ``eager``, its close at the end of
+    the loop's turn), its task once out."""
 
-    __slots__ = ("task", "timer")
+    __slots__ = ("back", "eager", "task", "timer")
 
     def __init__(self, sig: tuple[Any, ...]) -> None:
         super().__init__(sig)
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer: asyncio.Handle | None = None
         self.task: asyncio.Task[None] | None = None
+        self.eager = False
+        self.back = False  # over, for Traffic
 
 
 class TaskCoalescer:
@@ -69,6 +77,7 @@ class TaskCoalescer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._not_rowwise = NotRowwise()
         self._slack = TimerSlack(options.max_wait)
+        self._traffic = Traffic(options)
 
     async def run(self, m: Member) -> list[np.ndarray]:
         """The member's own outputs, once its batch is answered (or its typed error)."""
@@ -82,6 +91,7 @@ class TaskCoalescer:
             self._loop = loop
             self._open = {}
             self._tasks = set()
+            self._traffic = Traffic(self.options)
         fut: asyncio.Future[Any] = loop.create_future()
         m.waiter = fut
         self._join(m, loop)
@@ -108,7 +118,11 @@ class TaskCoalescer:
         if b is None:
             b = self._open[m.sig] = _OpenBatch(m.sig)
             b.add(m)
-            self._start_timer(b, loop)
+            if self._traffic.at_once(m.sig, m.arrived):
+                b.eager = True  # idle: out at the end of this turn of the loop
+                b.timer = loop.call_soon(self._close_eager, b)
+            else:
+                self._start_timer(b, loop)
         else:
             b.add(m)
         if b.rows >= max_rows:
@@ -123,6 +137,11 @@ class TaskCoalescer:
         b.timer = None
         self._close(b)
 
+    def _close_eager(self, b: _OpenBatch) -> None:
+        b.timer = None
+        if self._open.get(b.sig) is b:
+            self._close(b)
+
     def _close(self, b: _OpenBatch) -> None:
         """The batch goes out, as a task of the loop."""
         if b.timer is not None:
@@ -133,10 +152,25 @@ class TaskCoalescer:
         for x in b.members:
             x.state = "sent"
         assert self._loop is not None
-        task = self._loop.create_task(self._dispatch(Batch(b.sig, b.members)))
+        traffic = self._traffic
+        traffic.out(b.sig)
+        task = self._loop.create_task(self._send_out(b, traffic))
         b.task = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _: self._back(b, traffic))  # cancelled before it ran
+
+    def _back(self, b: _OpenBatch, traffic: Traffic) -> None:
+        if not b.back:
+            b.back = True
+            traffic.back(b.sig, len(b.members) > 1, time.monotonic())
+
+    async def _send_out(self, b: _OpenBatch, traffic: Traffic) -> None:
+        """Send a closed batch; it is over (for :class:`Traffic`) before its callers wake."""
+        try:
+            await self._dispatch(Batch(b.sig, b.members))
+        finally:
+            self._back(b, traffic)
 
     def _expire(self, m: Member) -> None:
         fut: asyncio.Future[Any] = m.waiter
@@ -159,7 +193,7 @@ class TaskCoalescer:
                     b.timer = None
                 if self._open.get(b.sig) is b:
                     del self._open[b.sig]
-            elif oldest and b.timer is not None and self._loop is not None:
+            elif oldest and not b.eager and b.timer is not None and self._loop is not None:
                 b.timer.cancel()
                 self._start_timer(b, self._loop)
         elif (

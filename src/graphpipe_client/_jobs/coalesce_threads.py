@@ -1,13 +1,16 @@
 """Coalescing for ``Client``: threads wait for a batch, and one of them sends it.
 
-No extra thread: the callers share the work. The first call of a batch times
-it; the batch closes when it is full or when its oldest call has waited
-``max_wait``, and the member with the latest deadline (the one that closed it,
-on a tie) sends it in its own thread, so that nobody waits for a sender with a
-shorter deadline than its own. The others sleep on their own condition until
-their answer arrives or their own deadline passes. A member that leaves early
-(its deadline, ``KeyboardInterrupt``) takes its rows out of a batch that has
-not gone out; once the batch is out, its share of the answer is dropped.
+No extra thread: the callers share the work. A call that finds its model
+idle (``Traffic``, ``Coalesce(eager=True)``) closes a batch of its own at once
+and sends it; the calls that come meanwhile wait behind it. Otherwise, the
+first call of a batch times it; the batch closes when it is full or when its
+oldest call has waited ``max_wait``, and the member with the latest deadline
+(the one that closed it, on a tie) sends it in its own thread, so that nobody
+waits for a sender with a shorter deadline than its own. The others sleep on
+their own condition until their answer arrives or their own deadline passes.
+A member that leaves early (its deadline, ``KeyboardInterrupt``) takes its
+rows out of a batch that has not gone out; once the batch is out, its share
+of the answer is dropped.
 
 A failure of the whole batch reaches each of its members as the same typed
 error. With ``idempotent=True``, a model error on a merged batch is bisected:
@@ -35,6 +38,7 @@ from .coalesce import (
     Member,
     NotRowwise,
     TimerSlack,
+    Traffic,
     deadline_error,
     halves,
     is_model_error,
@@ -60,6 +64,7 @@ def _after_fork_in_child() -> None:
     for coalescer in list(_coalescers):
         coalescer._lock = threading.Lock()
         coalescer._open = {}
+        coalescer._traffic.clear()
 
 
 if hasattr(os, "register_at_fork"):
@@ -81,6 +86,7 @@ class ThreadCoalescer:
         self._open: dict[tuple[object, ...], Batch] = {}
         self._not_rowwise = NotRowwise()
         self._slack = TimerSlack(options.max_wait)
+        self._traffic = Traffic(options)
         _coalescers.add(self)
 
     def run(self, m: Member) -> list[np.ndarray]:
@@ -99,7 +105,11 @@ class ThreadCoalescer:
                 live = [x for x in batch.members if x.state in ("sent", "sender")]
                 m.state = "sent"
         if batch is not None:
-            self._dispatch(Batch(batch.sig, live))
+            try:
+                self._dispatch(Batch(batch.sig, live))
+            finally:
+                with self._lock:
+                    self._traffic.back(batch.sig, len(live) > 1, time.monotonic())
         if m.error is not None:
             raise m.error if sender else own_copy(m.error)
         out = m.outputs
@@ -117,6 +127,11 @@ class ThreadCoalescer:
             self._close(b, None)
             b = None
         if b is None:
+            if self._traffic.at_once(m.sig, m.arrived):
+                b = Batch(m.sig)  # idle: out at once, the next calls queue behind it
+                b.add(m)
+                self._close(b, m)
+                return
             b = self._open[m.sig] = Batch(m.sig)
         b.add(m)
         if b.rows >= max_rows:
@@ -157,6 +172,7 @@ class ThreadCoalescer:
         """The batch goes out: it leaves the open ones, and its sender is chosen and woken."""
         if self._open.get(b.sig) is b:
             del self._open[b.sig]
+        self._traffic.out(b.sig)
         sender = closer if closer is not None else b.members[0]
         for x in b.members:
             x.state = "sent"
@@ -186,6 +202,8 @@ class ThreadCoalescer:
                 nxt = max(live, key=_latest)
                 nxt.state = "sender"
                 nxt.waiter.notify()
+            else:  # nobody left to send it: it never goes out
+                self._traffic.back(b.sig, False, time.monotonic())
 
     def _deliver(self, members: list[Member], outcomes: list[list[np.ndarray]] | str) -> None:
         with self._lock:
