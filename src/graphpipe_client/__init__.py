@@ -36,9 +36,6 @@ from ._exceptions import (
 )
 from ._http.config import UNSET, ClientConfig, RetryPolicy, Timeout
 from ._jobs.coalesce import Coalesce
-from ._jobs.row_cache import CacheStats, RowCache
-from ._replicas.hedging import Hedge, HedgeStats
-from ._replicas.routing import ReplicaStats
 from ._version import __version__
 from ._wire.dtypes import DataType
 from ._wire.messages import IOMetadata, ModelMetadata
@@ -47,6 +44,9 @@ from .remote import execute, execute_multi, execute_named, metadata
 if _typing.TYPE_CHECKING:
     from . import aio
     from ._async_client import AsyncClient
+    from ._jobs.row_cache import CacheStats, RowCache
+    from ._replicas.hedging import Hedge, HedgeStats
+    from ._replicas.routing import ReplicaStats
 
 __all__ = [
     "UNSET",
@@ -93,9 +93,18 @@ __all__ = [
 ]
 
 
-# The async side (asyncio, httpx, anyio) loads on first use: ``import
-# graphpipe_client`` for the sync Client does not pay for it (PEP 562).
-_LAZY: dict[str, str] = {"AsyncClient": "._async_client", "aio": ".aio"}
+# What a plain sync call does not need loads on first use (PEP 562), not with the
+# package: the async side (asyncio, httpx, anyio), the row cache, hedging and replicas.
+# ``from graphpipe_client import RowCache`` works as before; see docs/performance.md.
+_LAZY: dict[str, str] = {
+    "AsyncClient": "._async_client",
+    "CacheStats": "._jobs.row_cache",
+    "Hedge": "._replicas.hedging",
+    "HedgeStats": "._replicas.hedging",
+    "ReplicaStats": "._replicas.routing",
+    "RowCache": "._jobs.row_cache",
+    "aio": ".aio",
+}
 
 
 def __getattr__(name: str) -> _typing.Any:

@@ -22,15 +22,16 @@ from ._http.exchange import (
 )
 from ._http.retries import RetryState
 from ._jobs.coalesce import Batch, Coalesce, Member
-from ._jobs.coalesce_threads import ThreadCoalescer
-from ._jobs.plan import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, OnError, check_run_options
-from ._jobs.progress import ProgressArg
-from ._jobs.row_cache import InferCall
+from ._jobs.options import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, check_run_options
 from ._observe.metrics import count_rows, metered
 from ._observe.tracing import start_span
 from ._wire.messages import ModelMetadata
 
 if TYPE_CHECKING:
+    from ._jobs.coalesce_threads import ThreadCoalescer
+    from ._jobs.plan import OnError
+    from ._jobs.progress import ProgressArg
+    from ._jobs.row_cache import InferCall
     from ._transports.sync import SyncTransport
 
 __all__ = ["Client"]
@@ -122,6 +123,8 @@ class Client(ClientBase["SyncTransport"]):
         return SyncTransport(self._config)
 
     def _create_coalescer(self, options: Coalesce) -> ThreadCoalescer:
+        from ._jobs.coalesce_threads import ThreadCoalescer  # loaded with the first Coalesce
+
         def send(batch: Batch) -> list[np.ndarray]:
             return self._infer(self._batch_call(batch))
 
