@@ -28,6 +28,7 @@ ASYNC_ONLY = ("asyncio", "httpx", "httpcore", "anyio", "sniffio", "trio")
 LAZY = {
     "Client(typo=...)": ["difflib"],
     "ModelMetadata()._repr_html_()": ["html"],
+    "an HTTP error answer": ["graphpipe_client._http.error_bodies"],
     "from graphpipe_client import Hedge": ["graphpipe_client._replicas.hedging"],
     "Client([a, b], hedge=Hedge(...)).execute": [
         "graphpipe_client._replicas.attempts",
@@ -106,7 +107,7 @@ import json, sys
 import numpy as np
 import graphpipe_client as gp
 
-watched = set(json.loads(sys.argv[3]))
+watched = set(json.loads(sys.argv[4]))
 seen = {m for m in watched if m in sys.modules}
 loaded = {"import": sorted(seen)}
 
@@ -116,7 +117,7 @@ def step(name):
     loaded[name] = sorted(now - seen)
     seen = now
 
-a, b = sys.argv[1], sys.argv[2]
+a, b, failing = sys.argv[1:4]
 x = np.arange(4, dtype=np.float32).reshape(2, 2)
 with gp.Client(a) as client:
     client.execute(x)
@@ -128,6 +129,12 @@ except TypeError as exc:
 step("Client(typo=...)")
 assert "<table" in gp.ModelMetadata(name="m")._repr_html_()
 step("ModelMetadata()._repr_html_()")
+with gp.Client(failing, retries=0) as client:
+    try:
+        client.execute(x)
+    except gp.HTTPStatusError as exc:
+        assert "the model failed" in str(exc), exc
+step("an HTTP error answer")
 from graphpipe_client import Hedge
 step("from graphpipe_client import Hedge")
 with gp.Client([a, b], idempotent=True, hedge=Hedge(delay=1.0)) as client:
@@ -157,8 +164,12 @@ def test_what_a_sync_call_does_not_use_is_not_loaded() -> None:
 
 def test_each_feature_loads_its_modules_when_used() -> None:
     watched = [m for modules in LAZY.values() for m in modules]
-    with serve(lambda x: x * 2) as a, serve(lambda x: x * 2) as b:
-        got = _run(USE_SCRIPT, a.url, b.url, json.dumps(watched))
+
+    def failing(x: object) -> object:
+        raise ValueError("the model failed")
+
+    with serve(lambda x: x * 2) as a, serve(lambda x: x * 2) as b, serve(failing) as c:
+        got = _run(USE_SCRIPT, a.url, b.url, c.url, json.dumps(watched))
     assert got == {"import": [], "a plain sync call": [], **LAZY}
 
 

@@ -37,7 +37,6 @@ from .._wire.decode import (
 from .._wire.encode import encode_infer_request, encode_metadata_request
 from .._wire.messages import EncodedMessage, ModelMetadata
 from .config import ClientConfig, Timeout
-from .error_bodies import status_message
 from .proxy import basic_authorization
 
 if TYPE_CHECKING:
@@ -410,6 +409,8 @@ class RawResponse:
 
 
 def _status_error(req: PreparedRequest, raw: RawResponse) -> HTTPStatusError:
+    from .error_bodies import status_message  # with the first non-200 answer
+
     text = bytes(raw.body[:ERROR_BODY_BYTES]).decode("utf-8", "replace").strip()
     where = req.endpoint.redacted
     # One line, bounded: an HTML error page is reduced to its title (all of it is on .body).
