@@ -3,7 +3,8 @@
 No asyncio, httpx or anyio: the async side loads on first use of
 ``AsyncClient`` or ``aio`` (a module ``__getattr__``, PEP 562). Nor the
 features most calls never use (the row cache, coalescing's threads, hedging,
-replicas, batched runs, progress) nor ``ssl``: each loads when it is used
+replicas, batched runs, progress, the module-level functions of ``remote``)
+nor ``ssl``: each loads when it is used
 (``docs/performance.md``, "Import"). Each check runs in a fresh interpreter;
 the bundled servers run in this (the test) process, so only what the
 client's path imports is seen.
@@ -29,6 +30,10 @@ LAZY = {
     "Client(typo=...)": ["difflib"],
     "ModelMetadata()._repr_html_()": ["html"],
     "an HTTP error answer": ["graphpipe_client._http.error_bodies"],
+    "graphpipe_client.execute(url, x)": [
+        "graphpipe_client._process_client",
+        "graphpipe_client.remote",
+    ],
     "from graphpipe_client import Hedge": ["graphpipe_client._replicas.hedging"],
     "Client([a, b], hedge=Hedge(...)).execute": [
         "graphpipe_client._replicas.attempts",
@@ -135,6 +140,8 @@ with gp.Client(failing, retries=0) as client:
     except gp.HTTPStatusError as exc:
         assert "the model failed" in str(exc), exc
 step("an HTTP error answer")
+assert gp.execute(a, x).tolist() == (x * 2).tolist()
+step("graphpipe_client.execute(url, x)")
 from graphpipe_client import Hedge
 step("from graphpipe_client import Hedge")
 with gp.Client([a, b], idempotent=True, hedge=Hedge(delay=1.0)) as client:
@@ -175,6 +182,7 @@ def test_each_feature_loads_its_modules_when_used() -> None:
 
 def test_lazy_public_names_are_the_modules_own() -> None:
     import graphpipe_client
+    from graphpipe_client import remote
     from graphpipe_client._jobs import row_cache
     from graphpipe_client._replicas import hedging, routing
 
@@ -183,6 +191,9 @@ def test_lazy_public_names_are_the_modules_own() -> None:
     assert graphpipe_client.Hedge is hedging.Hedge
     assert graphpipe_client.HedgeStats is hedging.HedgeStats
     assert graphpipe_client.ReplicaStats is routing.ReplicaStats
+    assert graphpipe_client.remote is remote
+    for name in ("execute", "execute_multi", "execute_named", "metadata"):
+        assert getattr(graphpipe_client, name) is getattr(remote, name)
 
 
 def test_the_async_side_loads_on_first_use() -> None:
