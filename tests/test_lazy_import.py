@@ -49,8 +49,15 @@ LAZY = {
 }
 
 #: Modules that ``import graphpipe_client`` does not load, but the first
-#: ``Client`` does (its transport needs ``ssl``; its constructor checks ``cache=``).
-AFTER_IMPORT = ("ssl", "socket", "hashlib", "graphpipe_client._jobs.row_cache")
+#: ``Client`` does (its transport needs ``ssl`` and the proxy rules; its
+#: constructor checks ``cache=``).
+AFTER_IMPORT = (
+    "ssl",
+    "socket",
+    "hashlib",
+    "graphpipe_client._http.proxy",
+    "graphpipe_client._jobs.row_cache",
+)
 
 SYNC_SCRIPT = """
 import json, sys

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Final, TypeAlias
 
 from .._exceptions import InvalidHeader, InvalidOption
 from .keepalive import DEFAULT_KEEPALIVE_EXPIRY, to_keepalive_expiry
-from .proxy import parse_proxy
 
 if TYPE_CHECKING:
     import ssl  # loaded with the first client (urllib3 or httpx needs it), not with the package
@@ -305,6 +304,8 @@ class ClientConfig:
             )
         hdrs = validate_headers(headers)
         if proxy is not None:
+            from .proxy import parse_proxy  # with the first proxy=: not with the package
+
             parse_proxy(proxy)  # InvalidOption now, not at the first call
         if not isinstance(trust_env, bool):
             raise InvalidOption(f"trust_env must be True or False, not {type(trust_env).__name__}")

@@ -37,7 +37,6 @@ from .._wire.decode import (
 from .._wire.encode import encode_infer_request, encode_metadata_request
 from .._wire.messages import EncodedMessage, ModelMetadata
 from .config import ClientConfig, Timeout
-from .proxy import basic_authorization
 
 if TYPE_CHECKING:
     from .._replicas.routing import ReplicaSet
@@ -123,6 +122,8 @@ def parse_endpoint(url: str) -> Endpoint:
         raise InvalidURL(f"invalid URL {_redact_text(url)!r}: it names no host")
     if port is None:
         port = 443 if scheme == "https" else 80
+    from .proxy import basic_authorization  # once per URL (cached): not with the package
+
     authorization = basic_authorization(parts.username, parts.password)
     netloc = f"[{host}]" if ":" in host else host
     if parts.port is not None:
