@@ -49,14 +49,12 @@ LAZY = {
 }
 
 #: Modules that ``import graphpipe_client`` does not load, but the first
-#: ``Client`` does (its transport needs ``ssl``, the proxy rules and the logger;
-#: its constructor checks ``cache=``).
+#: ``Client`` does (its transport needs ``ssl`` and the proxy rules; its
+#: constructor checks ``cache=``).
 AFTER_IMPORT = (
     "ssl",
     "socket",
     "hashlib",
-    "logging",
-    "graphpipe_client._observe.log",
     "graphpipe_client._http.proxy",
     "graphpipe_client._jobs.row_cache",
 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 from .._exceptions import ConnectError, DeadlineExceeded, GraphPipeError, TLSError, TransportError
+from .._observe.log import log_retry
 from .config import ClientConfig
 from .exchange import PreparedRequest, RawResponse
 
@@ -55,8 +56,6 @@ class RetryState:
             delay = self.policy.backoff_delay(self.attempt)
             self.attempt += 1
             self._check_deadline(delay, exc)
-            from .._observe.log import log_retry  # with the first retry: logging is ~2.5 ms
-
             log_retry(
                 self.req, self.attempt, self.policy.retries, delay, f"{type(exc).__name__}: {exc}"
             )
@@ -72,8 +71,6 @@ class RetryState:
         if self.deadline is not None and time.monotonic() + delay >= self.deadline:
             return None  # no time left to retry: the status is the answer
         self.attempt += 1
-        from .._observe.log import log_retry
-
         log_retry(self.req, self.attempt, self.policy.retries, delay, f"HTTP {raw.status}")
         return delay
 

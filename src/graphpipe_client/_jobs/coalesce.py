@@ -20,6 +20,7 @@ here.
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -36,6 +37,7 @@ from .._exceptions import (
     RemoteError,
 )
 from .._http.config import Timeout
+from .._observe.log import logger
 from .._wire.dtypes import type_of_dtype
 from .._wire.encode import _as_array
 
@@ -372,10 +374,6 @@ class TimerSlack:
 
 def log_batch(batch: Batch) -> None:
     """The DEBUG line of a merged request going out (the exchange's own line follows)."""
-    import logging  # here: the package's import does not load logging
-
-    from .._observe.log import logger
-
     if len(batch.members) > 1 and logger.isEnabledFor(logging.DEBUG):
         logger.debug(
             "coalesced %d calls (%d rows) into one request to %s",
@@ -387,8 +385,6 @@ def log_batch(batch: Batch) -> None:
 
 def log_bisect(batch: Batch, exc: BaseException) -> None:
     """The INFO line of a merged request's model error, bisected (``idempotent=True``)."""
-    from .._observe.log import logger
-
     logger.info(
         "a model error on %d coalesced calls to %s (%s: %s); sending each half again to find "
         "the failing calls (idempotent=True)",
@@ -401,8 +397,6 @@ def log_bisect(batch: Batch, exc: BaseException) -> None:
 
 def log_not_rowwise(batch: Batch) -> None:
     """The INFO line of a merged request whose outputs are not row-wise."""
-    from .._observe.log import logger
-
     logger.info(
         "the outputs of %s do not have one row per input row (%d merged rows): its %d "
         "coalesced calls are sent again alone, and calls like them go alone from now on",

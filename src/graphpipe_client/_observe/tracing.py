@@ -31,6 +31,8 @@ from dataclasses import replace
 from types import ModuleType
 from typing import Any, Generic, Protocol, TypeVar
 
+from .log import Request
+
 __all__ = ["CallSpan", "start_span"]
 
 
@@ -43,22 +45,11 @@ class _Endpoint(Protocol):
     def port(self) -> int: ...
 
 
-class _Body(Protocol):
-    @property
-    def nbytes(self) -> int: ...
-
-
-# Declared here, not derived from ``log.Request``: a call loads ``logging`` only with
-# its transport, not with ``import graphpipe_client`` (docs/performance.md, "Import").
-class TracedRequest(Protocol):
+class TracedRequest(Request, Protocol):
     """What a span reads of a request (the HTTP layer's ``PreparedRequest``, a dataclass)."""
 
     @property
-    def method(self) -> str: ...
-    @property
     def endpoint(self) -> _Endpoint: ...
-    @property
-    def body(self) -> _Body: ...
     @property
     def kind(self) -> str: ...
     @property
