@@ -299,8 +299,9 @@ def main(argv: list[str] | None = None) -> int:
         results["coalesce"] = table
     if "percall" in only:
         log(
-            "\n[percall] instructions (callgrind) and system calls (strace) per small call, "
-            "the client process only"
+            "\n[percall] import graphpipe_client against import numpy (-X importtime); "
+            "instructions (callgrind) and system calls (strace) per small call, the client "
+            "process only"
         )
         figs, table = percall_bench.run_percall(quick, log)
         figures += figs

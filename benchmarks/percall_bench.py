@@ -21,6 +21,16 @@ repeatable (two runs agree within 1%, even on a busy machine).
 Both tools are Debian packages (``apt-get install valgrind strace``); without
 them the section skips with one line. Run it alone with
 ``nox -s bench -- --only percall`` or ``python -m benchmarks --only percall``.
+
+The section also times the import (:func:`run_import`, no tools needed):
+``python -X importtime -c "import graphpipe_client"`` against ``import numpy``,
+fresh interpreters taking turns; the target is numpy's own cumulative import
++ 60 ms. Twice: with the bytecode of every module cached, as after ``pip
+install``; and with the package compiled from its sources on every run (numpy
+and the standard library still from bytecode), as an editable install under
+``PYTHONDONTWRITEBYTECODE=1`` imports it. Both read bytecode from a temporary
+``-X pycache_prefix``, so the figures do not depend on the ``__pycache__``
+folders of the checkout.
 """
 
 from __future__ import annotations
@@ -37,7 +47,7 @@ from typing import Any
 
 from .timing import Figure
 
-__all__ = ["CASES", "run_percall"]
+__all__ = ["CASES", "IMPORT_TARGET_MS", "run_import", "run_percall"]
 
 Log = Callable[[str], None]
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,6 +69,9 @@ CASES: dict[str, tuple[str, float | None, float | None]] = {
 
 WARMUP = 20
 LOW, HIGH = 30, 230
+
+#: ``import graphpipe_client`` may take this much longer than ``import numpy`` (issue 22).
+IMPORT_TARGET_MS = 60.0
 
 
 # --------------------------------------------------------------------------
@@ -231,26 +244,127 @@ def _parse_strace(text: str) -> tuple[int, dict[str, int]]:
     return total, by_name
 
 
+# --------------------------------------------------------------------------
+# Import time
+
+
+def import_ms(module: str, env: dict[str, str], prefix: str) -> float:
+    """The cumulative import time of ``module`` in a fresh interpreter (``-X importtime``), in ms."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-X",
+            f"pycache_prefix={prefix}",
+            "-c",
+            f"import {module}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"import {module} failed:\n{proc.stderr[-3000:]}")
+    for line in proc.stderr.splitlines():
+        fields = line.split(
+            "|"
+        )  # "import time: self [us] | cumulative | name" (indented if nested)
+        if len(fields) == 3 and fields[2].rstrip() == f" {module}":
+            return int(fields[1]) / 1e3
+    raise RuntimeError(f"python -X importtime printed no line for {module}")
+
+
+def _import_rounds(runs: int, env: dict[str, str], prefix: str) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {"numpy": [], "graphpipe_client": []}
+    for r in range(runs):
+        for module in list(out)[:: 1 if r % 2 else -1]:  # taking turns, each first half the time
+            out[module].append(import_ms(module, env, prefix))
+    return out
+
+
+def run_import(runs: int, log: Log = print) -> tuple[list[Figure], dict[str, Any]]:
+    """``import graphpipe_client`` against ``import numpy``: medians of ``runs`` interleaved runs."""
+    import importlib.util
+    import statistics
+
+    spec = importlib.util.find_spec("graphpipe_client")
+    assert spec is not None and spec.submodule_search_locations is not None
+    package = Path(spec.submodule_search_locations[0]).resolve()
+    table: dict[str, Any] = {}
+    figures = []
+    with tempfile.TemporaryDirectory() as prefix:
+        env = dict(os.environ)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        import_ms("graphpipe_client", env, prefix)  # writes every module's bytecode
+        cached = _import_rounds(runs, env, prefix)
+        # The package's bytecode gone (and none written): it is compiled on every run.
+        shutil.rmtree(Path(prefix, *package.parts[1:]), ignore_errors=True)
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        source = _import_rounds(runs, env, prefix)
+    for key, how, rounds in (
+        ("bytecode", "bytecode cached, as installed", cached),
+        ("source", "the package compiled from source", source),
+    ):
+        np_ms = statistics.median(rounds["numpy"])
+        gp_ms = statistics.median(rounds["graphpipe_client"])
+        # Each run's difference is taken against the numpy run next to it (same state
+        # of the machine); the figure is the median of those differences.
+        diffs = [g - n for g, n in zip(rounds["graphpipe_client"], rounds["numpy"], strict=True)]
+        added = statistics.median(diffs)
+        table[key] = {
+            **rounds,
+            "numpy_median": np_ms,
+            "graphpipe_client_median": gp_ms,
+            "added_median": added,
+        }
+        log(
+            f"  import graphpipe_client ({how}): +{added:.0f} ms beyond import numpy "
+            f"(target +{IMPORT_TARGET_MS:g} ms; medians: graphpipe_client {gp_ms:.0f} ms, "
+            f"numpy {np_ms:.0f} ms cumulative)"
+        )
+        figures.append(
+            Figure(
+                "percall",
+                f"import graphpipe_client beyond import numpy ({how})",
+                "ms",
+                added,
+                "import numpy",
+                np_ms,
+                IMPORT_TARGET_MS / np_ms,  # the ratio to numpy's import: added / numpy
+                f"<= numpy + {IMPORT_TARGET_MS:g} ms",
+                note=f"{gp_ms:.0f} ms cumulative; medians of {runs} interleaved runs",
+                samples=diffs,
+                baseline_samples=rounds["numpy"],
+            )
+        )
+    return figures, table
+
+
 def _per_call(low: float, high: float) -> float:
     return (high - low) / (HIGH - LOW)
 
 
 def run_percall(quick: bool, log: Log = print) -> tuple[list[Figure], dict[str, Any]]:
-    """Instructions and system calls per small call, each case against the raw-socket floor."""
+    """Instructions and system calls per small call, each case against the raw-socket floor;
+    and the import time (:func:`run_import`)."""
+    import_figures, import_table = run_import(7 if quick else 11, log)
     missing = missing_tools()
     if missing:
         log(
             f"  skipped: {' and '.join(missing)} not found "
             f"(install with: apt-get install {' '.join(missing)})"
         )
-        return [], {"skipped": f"missing {', '.join(missing)}"}
+        return import_figures, {"skipped": f"missing {', '.join(missing)}", "import": import_table}
     from .rawclient import request_head
     from .server import BenchServer
     from .workloads import WORKLOADS
 
     w = WORKLOADS["tiny"]
     body = w.request_bytes()
-    table: dict[str, Any] = {}
+    table: dict[str, Any] = {"import": import_table}
     with BenchServer() as server, tempfile.TemporaryDirectory() as tmp:
         request = Path(tmp) / "request"
         request.write_bytes(request_head(w.path, len(body), server.port) + body)
@@ -288,7 +402,7 @@ def run_percall(quick: bool, log: Log = print) -> tuple[list[Figure], dict[str, 
                 f"({', '.join(f'{n} {v:g}' for n, v in sorted(which.items()))})"
             )
     floor = table[RAW]["instructions"]
-    figures = []
+    figures = list(import_figures)
     for name, (_, ins_target, sys_target) in CASES.items():
         row = table[name]
         figures.append(

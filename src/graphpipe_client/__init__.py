@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import typing as _typing
 
-from . import codec, remote
+from . import codec
 from ._client import Client
 from ._exceptions import (
     BatchError,
@@ -36,17 +36,17 @@ from ._exceptions import (
 )
 from ._http.config import UNSET, ClientConfig, RetryPolicy, Timeout
 from ._jobs.coalesce import Coalesce
-from ._jobs.row_cache import CacheStats, RowCache
-from ._replicas.hedging import Hedge, HedgeStats
-from ._replicas.routing import ReplicaStats
 from ._version import __version__
 from ._wire.dtypes import DataType
 from ._wire.messages import IOMetadata, ModelMetadata
-from .remote import execute, execute_multi, execute_named, metadata
 
 if _typing.TYPE_CHECKING:
-    from . import aio
+    from . import aio, remote
     from ._async_client import AsyncClient
+    from ._jobs.row_cache import CacheStats, RowCache
+    from ._replicas.hedging import Hedge, HedgeStats
+    from ._replicas.routing import ReplicaStats
+    from .remote import execute, execute_multi, execute_named, metadata
 
 __all__ = [
     "UNSET",
@@ -93,9 +93,24 @@ __all__ = [
 ]
 
 
-# The async side (asyncio, httpx, anyio) loads on first use: ``import
-# graphpipe_client`` for the sync Client does not pay for it (PEP 562).
-_LAZY: dict[str, str] = {"AsyncClient": "._async_client", "aio": ".aio"}
+# What a plain Client call does not need loads on first use (PEP 562), not with the
+# package: the async side (asyncio, httpx, anyio), the row cache, hedging, replicas and
+# the module-level functions of ``remote``. ``from graphpipe_client import RowCache``
+# works as before; see docs/performance.md, "Import".
+_LAZY: dict[str, str] = {
+    "AsyncClient": "._async_client",
+    "CacheStats": "._jobs.row_cache",
+    "Hedge": "._replicas.hedging",
+    "HedgeStats": "._replicas.hedging",
+    "ReplicaStats": "._replicas.routing",
+    "RowCache": "._jobs.row_cache",
+    "aio": ".aio",
+    "execute": ".remote",
+    "execute_multi": ".remote",
+    "execute_named": ".remote",
+    "metadata": ".remote",
+    "remote": ".remote",
+}
 
 
 def __getattr__(name: str) -> _typing.Any:
@@ -105,7 +120,7 @@ def __getattr__(name: str) -> _typing.Any:
     from importlib import import_module
 
     mod = import_module(module, __name__)
-    value = mod if name == "aio" else getattr(mod, name)
+    value = mod if name in ("aio", "remote") else getattr(mod, name)
     globals()[name] = value
     return value
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,7 +21,6 @@ from ._http.exchange import (
     shape_outputs,
 )
 from ._http.retries import RetryState
-from ._http.small_calls import Attempt, SmallCall
 from ._jobs.coalesce import Batch, Coalesce, Member
 from ._jobs.coalesce_tasks import TaskCoalescer
 from ._jobs.drivers import run_tasks, stream_tasks
@@ -35,6 +34,9 @@ from ._replicas.attempts import cancel_probes, probe_all_async, replica_attempts
 from ._transports.asynchronous import AsyncTransport
 from ._wire.decode import plain_outputs
 from ._wire.messages import ModelMetadata
+
+if TYPE_CHECKING:
+    from ._http.small_calls import Attempt, SmallCall
 
 __all__ = ["AsyncClient"]
 
@@ -126,7 +128,7 @@ class AsyncClient(ClientBase[AsyncTransport]):
         if sending is None:
             return None
         got = await sending
-        if type(got) is tuple:
+        if isinstance(got, tuple):
             buf, start, stop = got
             outputs = plain_outputs(buf, start, stop)
             if outputs is not None:
@@ -135,7 +137,6 @@ class AsyncClient(ClientBase[AsyncTransport]):
             return interpret_infer(call.req, RawResponse(200, "OK", None, body))
         if got is None:
             return None
-        assert isinstance(got, Attempt)
         outputs = interpret_infer(got.req, await self._attempts(got.req, got))
         count_rows(outputs)
         return outputs

@@ -21,12 +21,8 @@ from ._http.exchange import (
     shape_outputs,
 )
 from ._http.retries import RetryState
-from ._http.small_calls import Attempt, SmallCall
 from ._jobs.coalesce import Batch, Coalesce, Member
-from ._jobs.coalesce_threads import ThreadCoalescer
-from ._jobs.plan import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, OnError, check_run_options
-from ._jobs.progress import ProgressArg
-from ._jobs.row_cache import InferCall
+from ._jobs.options import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, check_run_options
 from ._observe.active import observed
 from ._observe.metrics import count_rows, metered
 from ._observe.tracing import start_span
@@ -34,6 +30,11 @@ from ._wire.decode import plain_outputs
 from ._wire.messages import ModelMetadata
 
 if TYPE_CHECKING:
+    from ._http.small_calls import Attempt, SmallCall
+    from ._jobs.coalesce_threads import ThreadCoalescer
+    from ._jobs.plan import OnError
+    from ._jobs.progress import ProgressArg
+    from ._jobs.row_cache import InferCall
     from ._transports.sync import SyncTransport
 
 __all__ = ["Client"]
@@ -126,6 +127,8 @@ class Client(ClientBase["SyncTransport"]):
         return SyncTransport(self._config)
 
     def _create_coalescer(self, options: Coalesce) -> ThreadCoalescer:
+        from ._jobs.coalesce_threads import ThreadCoalescer  # loaded with the first Coalesce
+
         def send(batch: Batch) -> list[np.ndarray]:
             return self._infer(self._batch_call(batch))
 
@@ -191,7 +194,7 @@ class Client(ClientBase["SyncTransport"]):
         except TypeError:
             return None  # not C-contiguous: the general path copies it
         got = self._transport.send_small(call, views)
-        if type(got) is tuple:
+        if isinstance(got, tuple):
             buf, start, stop = got
             outputs = plain_outputs(buf, start, stop)
             if outputs is not None:
@@ -200,7 +203,6 @@ class Client(ClientBase["SyncTransport"]):
             return interpret_infer(call.req, RawResponse(200, "OK", None, body))
         if got is None:
             return None
-        assert isinstance(got, Attempt)
         outputs = interpret_infer(got.req, self._attempts(got.req, got))
         count_rows(outputs)
         return outputs

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import abc
-import difflib
 import functools
 import inspect
-import ssl
 import threading
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, Generic, Self, TypeAlias, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeAlias, TypeVar, cast
 
 import numpy as np
 
@@ -36,21 +34,24 @@ from ._http.exchange import (
     prepare_metadata,
 )
 from ._http.keepalive import DEFAULT_KEEPALIVE_EXPIRY
-from ._http.small_calls import MAX_SMALL_BODY, SmallCall
 from ._jobs.coalesce import Batch, Coalesce, Member, member_of
-from ._jobs.plan import RowPlan, check_run_options
-from ._jobs.progress import ProgressArg, Reporter, check_progress, make_reporter
-from ._jobs.row_cache import InferCall, RowCache
-from ._replicas.hedging import Hedge, HedgeStats, check_hedge
-from ._replicas.routing import (
-    EJECT_BACKOFF,
-    EJECT_BACKOFF_MAX,
-    ReplicaSet,
-    ReplicaStats,
-    check_backoff,
-)
+from ._jobs.options import check_run_options
+from ._replicas.options import EJECT_BACKOFF, EJECT_BACKOFF_MAX, check_backoff, check_hedge
 from ._wire.encode import infer_request_layout
 from ._wire.messages import ModelMetadata
+
+# What most clients never use loads on first use, not with the package (``import
+# graphpipe_client`` stays light): ssl with the transport, the row cache and hedging
+# with a client that has them, replicas, batched plans and progress with their calls.
+if TYPE_CHECKING:
+    import ssl
+
+    from ._http.small_calls import SmallCall
+    from ._jobs.plan import RowPlan
+    from ._jobs.progress import ProgressArg, Reporter
+    from ._jobs.row_cache import InferCall, RowCache
+    from ._replicas.hedging import Hedge, HedgeStats
+    from ._replicas.routing import ReplicaSet, ReplicaStats
 
 __all__ = ["ClientBase", "URLArg", "named_inputs", "outputs_by_name"]
 
@@ -121,6 +122,8 @@ def _check_constructor_call(cls: type, args: tuple[Any, ...], kwargs: dict[str, 
     call = f"{cls.__name__}()"
     for key in kwargs:
         if key not in names:
+            import difflib
+
             close = difflib.get_close_matches(key, names, n=1)
             hint = f"; did you mean {close[0]}=?" if close else ""
             raise TypeError(
@@ -178,6 +181,8 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         eject_backoff: float | tuple[float, float] = (EJECT_BACKOFF, EJECT_BACKOFF_MAX),
         hedge: Hedge | None = None,
     ) -> None:
+        from ._jobs.row_cache import RowCache  # with the first client, not the package
+
         if cache is not None and not isinstance(cache, RowCache):
             raise InvalidOption(f"cache must be a RowCache or None, not {type(cache).__name__}")
         if coalesce is not None and not isinstance(coalesce, Coalesce):
@@ -325,6 +330,8 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         return url
 
     def _replica_set(self, urls: list[str] | tuple[str, ...]) -> ReplicaSet:
+        from ._replicas.routing import ReplicaSet
+
         key = ReplicaSet.key_of(urls)
         with self._sets_lock:
             rs = self._replica_sets.get(key)
@@ -382,6 +389,8 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         Raises:
             EncodeError: as the general path would for these inputs.
         """
+        from ._http.small_calls import MAX_SMALL_BODY, SmallCall  # (with the first such call)
+
         small = self._small
         url = self._url
         assert small is not None and url is not None
@@ -558,6 +567,8 @@ class ClientBase(abc.ABC, Generic[TransportT]):
     ) -> tuple[RowPlan, Callable[[list[np.ndarray]], InferCall]]:
         """Check everything that can be checked before the first request; the plan and
         the function that makes one batch's request."""
+        from ._jobs.plan import RowPlan
+
         self._check_open()
         check_run_options(batch_size, concurrency)
         names = input_names
@@ -609,11 +620,15 @@ class ClientBase(abc.ABC, Generic[TransportT]):
 
     @staticmethod
     def _reporter(progress: ProgressArg, total: int | None) -> Reporter:
+        from ._jobs.progress import make_reporter
+
         return make_reporter(progress, total, "rows")
 
     @staticmethod
     def _stream_reporter(progress: ProgressArg) -> Callable[[], Reporter]:
         """For a stream: check ``progress`` now, draw the bar once iteration starts."""
+        from ._jobs.progress import check_progress, make_reporter
+
         check_progress(progress)
         return lambda: make_reporter(progress, None, "rows")
 

@@ -19,17 +19,20 @@ from __future__ import annotations
 
 import atexit
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ._client import Client
 from ._client_common import URLArg
 from ._http.config import UNSET, TimeoutTypes, Unset
-from ._jobs.plan import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, OnError
-from ._jobs.progress import ProgressArg
+from ._jobs.options import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY
 from ._process_client import SharedClient, io_names, io_shapes, io_types
 from ._wire.messages import ModelMetadata
+
+if TYPE_CHECKING:
+    from ._jobs.plan import OnError
+    from ._jobs.progress import ProgressArg
 
 __all__ = [
     "execute",

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import enum
 import math
-import random
 import re
-import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final, TypeAlias
+from typing import TYPE_CHECKING, Final, TypeAlias
 
 from .._exceptions import InvalidHeader, InvalidOption
 from .keepalive import DEFAULT_KEEPALIVE_EXPIRY, to_keepalive_expiry
-from .proxy import parse_proxy
+
+if TYPE_CHECKING:
+    import ssl  # loaded with the first client (urllib3 or httpx needs it), not with the package
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
@@ -166,6 +166,8 @@ class RetryPolicy:
 
     def backoff_delay(self, attempt: int) -> float:
         """The pause before retry number ``attempt + 1`` (``attempt`` counts from 0)."""
+        import random  # with the first retry, not with the package
+
         ceiling = min(self.backoff_max, self.backoff * (2**attempt))
         return random.uniform(0, ceiling) if self.jitter else ceiling
 
@@ -293,6 +295,8 @@ class ClientConfig:
             raise InvalidOption(
                 f"max_response_bytes must be an int >= 0 or None, got {max_response_bytes!r}"
             )
+        import ssl  # here, not at import: ~8 ms that a package import need not pay
+
         if isinstance(verify, ssl.SSLContext) and cert is not None:
             raise InvalidOption(
                 "give cert=None with an SSLContext: load the client certificate into "
@@ -300,6 +304,8 @@ class ClientConfig:
             )
         hdrs = validate_headers(headers)
         if proxy is not None:
+            from .proxy import parse_proxy  # with the first proxy=: not with the package
+
             parse_proxy(proxy)  # InvalidOption now, not at the first call
         if not isinstance(trust_env, bool):
             raise InvalidOption(f"trust_env must be True or False, not {type(trust_env).__name__}")

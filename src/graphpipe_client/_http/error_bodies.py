@@ -13,7 +13,6 @@ the bodies come from the network.
 
 from __future__ import annotations
 
-import html
 import re
 from typing import Final
 
@@ -119,6 +118,8 @@ def _html_title_and_text(page: str) -> tuple[str, str]:
     ``<script>`` and ``<style>`` are skipped, character references decoded.
     Each step moves forward, so the time is linear in ``len(page)``.
     """
+    import html  # with the first HTML error page: html.entities is ~1 ms of import
+
     title: list[str] | None = None
     title_done = False
     parts: list[str] = []

@@ -37,8 +37,6 @@ from .._wire.decode import (
 from .._wire.encode import encode_infer_request, encode_metadata_request
 from .._wire.messages import EncodedMessage, ModelMetadata
 from .config import ClientConfig, Timeout
-from .error_bodies import status_message
-from .proxy import basic_authorization
 
 if TYPE_CHECKING:
     from .._replicas.routing import ReplicaSet
@@ -124,6 +122,8 @@ def parse_endpoint(url: str) -> Endpoint:
         raise InvalidURL(f"invalid URL {_redact_text(url)!r}: it names no host")
     if port is None:
         port = 443 if scheme == "https" else 80
+    from .proxy import basic_authorization  # once per URL (cached): not with the package
+
     authorization = basic_authorization(parts.username, parts.password)
     netloc = f"[{host}]" if ":" in host else host
     if parts.port is not None:
@@ -410,6 +410,8 @@ class RawResponse:
 
 
 def _status_error(req: PreparedRequest, raw: RawResponse) -> HTTPStatusError:
+    from .error_bodies import status_message  # with the first non-200 answer
+
     text = bytes(raw.body[:ERROR_BODY_BYTES]).decode("utf-8", "replace").strip()
     where = req.endpoint.redacted
     # One line, bounded: an HTML error page is reduced to its title (all of it is on .body).

@@ -23,12 +23,13 @@ import mmap
 import threading
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 import numpy as np
 
-from .._exceptions import BatchError, DecodeError, EncodeError, GraphPipeError, InvalidOption
+from .._exceptions import BatchError, DecodeError, EncodeError, GraphPipeError
 from .._wire.encode import _as_array, encode_infer_request
+from .options import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, check_run_options
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -43,11 +44,6 @@ __all__ = [
     "release_arrays",
     "stream_batch",
 ]
-
-#: ``execute_batched``'s default rows per request.
-DEFAULT_BATCH_SIZE: Final = 256
-#: ``execute_batched``'s default number of requests in flight.
-DEFAULT_CONCURRENCY: Final = 4
 
 #: What ``on_error=`` takes: called with each :class:`BatchError`; returning
 #: goes on with the other batches, raising stops the run.
@@ -65,13 +61,6 @@ class Batch:
     @property
     def rows(self) -> int:
         return self.stop - self.start
-
-
-def check_run_options(batch_size: object, concurrency: object) -> None:
-    """Refuse a ``batch_size`` or ``concurrency`` that is not an int >= 1 (:class:`InvalidOption`)."""
-    for name, value in (("batch_size", batch_size), ("concurrency", concurrency)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise InvalidOption(f"{name} must be an int >= 1, not {value!r}")
 
 
 def _refuse_stream(inputs: object) -> None:

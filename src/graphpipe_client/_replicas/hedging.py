@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from .._exceptions import InvalidOption
+from .options import check_hedge
 
 __all__ = ["Hedge", "HedgeStats", "Hedger", "check_hedge"]
 
@@ -129,26 +130,6 @@ class Hedge:
     def percentile(self) -> float | None:
         """The percentile of a ``"pNN"`` delay, or ``None`` for a fixed delay."""
         return self._percentile_of(self.delay) if isinstance(self.delay, str) else None
-
-
-def check_hedge(hedge: object, idempotent: bool, replicas: int | None) -> Hedge | None:
-    """``hedge`` checked against the client's options; ``replicas`` is how many URLs the
-    client is bound to (``None`` when it is bound to none: lists given per call)."""
-    if hedge is None:
-        return None
-    if not isinstance(hedge, Hedge):
-        raise InvalidOption(f"hedge must be a Hedge(...) or None, not {type(hedge).__name__}")
-    if not idempotent:
-        raise InvalidOption(
-            "hedging sends some requests twice: pass idempotent=True to declare that the model "
-            "may run twice on the same input"
-        )
-    if replicas is not None and replicas < 2:
-        raise InvalidOption(
-            "hedging sends the second copy of a call to another replica: bind the client to a "
-            "list of at least 2 replica URLs"
-        )
-    return hedge
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,11 +29,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 from .._exceptions import ConnectError, InvalidOption, TLSError
 from .._http.exchange import Endpoint, parse_endpoint
 from .hedging import Hedge, Hedger
+from .options import EJECT_BACKOFF, EJECT_BACKOFF_MAX, check_backoff
 
 if TYPE_CHECKING:
     from .._exceptions import GraphPipeError
@@ -51,33 +52,6 @@ __all__ = [
     "ejects_response",
     "retarget",
 ]
-
-#: Seconds a replica stays out of rotation after its first failure; doubled
-#: for each consecutive failure (a failed probe counts), up to
-#: :data:`EJECT_BACKOFF_MAX`, with jitter (between half and all of it).
-EJECT_BACKOFF: Final = 0.5
-EJECT_BACKOFF_MAX: Final = 30.0
-
-
-def check_backoff(value: object) -> tuple[float, float]:
-    """The ``eject_backoff=`` option checked: ``(first, longest)`` seconds, or one number
-    for a back-off that does not grow."""
-    pair = value if isinstance(value, tuple) else (value, value)
-    if len(pair) != 2 or not all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < float("inf")
-        for v in pair
-    ):
-        raise InvalidOption(
-            "eject_backoff is (first, longest) seconds a replica stays out of rotation, two "
-            f"positive numbers such as (0.5, 30.0), or one number; got {value!r}"
-        )
-    first, longest = float(pair[0]), float(pair[1])
-    if first > longest:
-        raise InvalidOption(
-            f"eject_backoff is (first, longest): the first back-off {first:g} s is longer "
-            f"than the longest {longest:g} s"
-        )
-    return first, longest
 
 
 @dataclass(frozen=True, slots=True)
