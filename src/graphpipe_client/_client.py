@@ -103,6 +103,11 @@ class Client(ClientBase["SyncTransport"]):
             sent to a second replica, the first answer wins (needs
             ``idempotent=True`` and at least 2 replicas; ``docs/replicas.md``).
             Default ``None``: no hedging.
+        balance: how a call picks among replicas in rotation: ``"latency"``
+            (default: fewest requests in flight weighted by each replica's
+            recent latency, so a replica several times slower than the others
+            gets calls only when they are busy or to see whether it recovered)
+            or ``"in-flight"`` (fewest in flight alone; ``docs/replicas.md``).
 
     Example:
         >>> import numpy as np

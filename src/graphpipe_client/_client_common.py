@@ -40,6 +40,7 @@ from ._jobs.coalesce import Batch, Coalesce, Member, member_of
 from ._jobs.plan import RowPlan, check_run_options
 from ._jobs.progress import ProgressArg, Reporter, check_progress, make_reporter
 from ._jobs.row_cache import InferCall, RowCache
+from ._replicas.balance import check_balance
 from ._replicas.hedging import Hedge, HedgeStats, check_hedge
 from ._replicas.routing import (
     EJECT_BACKOFF,
@@ -172,6 +173,7 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         coalesce: Coalesce | None = None,
         eject_backoff: float | tuple[float, float] = (EJECT_BACKOFF, EJECT_BACKOFF_MAX),
         hedge: Hedge | None = None,
+        balance: str = "latency",
     ) -> None:
         if cache is not None and not isinstance(cache, RowCache):
             raise InvalidOption(f"cache must be a RowCache or None, not {type(cache).__name__}")
@@ -184,6 +186,7 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         self._eject_backoff = check_backoff(eject_backoff)
         bound = None if url is None else len(url) if isinstance(url, (list, tuple)) else 1
         self._hedge = check_hedge(hedge, idempotent, bound)
+        self._balance = check_balance(balance)
         # Replica sets by key: the client's own (a list given as url) and per-call lists.
         self._replica_sets: dict[str, ReplicaSet] = {}
         self._sets_lock = threading.Lock()
@@ -277,7 +280,7 @@ class ClientBase(abc.ABC, Generic[TransportT]):
             >>> from graphpipe_client import Client
             >>> from graphpipe_client.testing import serve
             >>> with serve(lambda x: x + 1) as a, serve(lambda x: x + 1) as b:
-            ...     with Client([a.url, b.url]) as client:
+            ...     with Client([a.url, b.url], balance="in-flight") as client:
             ...         for _ in range(4):  # one at a time: a tie each time, round-robin
             ...             y = client.execute(np.zeros(2))
             ...         [(s.sent, s.ready) for s in client.replicas]
@@ -313,7 +316,11 @@ class ClientBase(abc.ABC, Generic[TransportT]):
             if rs is None:
                 first, longest = self._eject_backoff
                 rs = self._replica_sets[key] = ReplicaSet(
-                    urls, backoff=first, backoff_max=longest, hedge=self._hedge
+                    urls,
+                    backoff=first,
+                    backoff_max=longest,
+                    hedge=self._hedge,
+                    balance=self._balance,
                 )
             return rs
 

@@ -217,7 +217,13 @@ def replica_attempts(client: Client, req: PreparedRequest, rs: ReplicaSet) -> Ra
         tried.add(i)
         try:
             if hedger is None:
-                raw = metered(client._transport.send, attempt, state.deadline)
+                started = time.monotonic()
+                try:
+                    raw = metered(client._transport.send, attempt, state.deadline)
+                except GraphPipeError as exc:
+                    rs.observe_outcome(i, time.monotonic() - started, exc)
+                    raise
+                rs.observe_outcome(i, time.monotonic() - started, raw)
             else:
                 (i, attempt, out), hedged = send_hedged(client, rs, hedger, state, attempt, i)
                 hedger = None if hedged else hedger
@@ -318,7 +324,13 @@ async def replica_attempts_async(
         tried.add(i)
         try:
             if hedger is None:
-                raw = await ametered(client._transport.send, attempt, state.deadline)
+                started = time.monotonic()
+                try:
+                    raw = await ametered(client._transport.send, attempt, state.deadline)
+                except GraphPipeError as exc:
+                    rs.observe_outcome(i, time.monotonic() - started, exc)
+                    raise
+                rs.observe_outcome(i, time.monotonic() - started, raw)
             else:
                 (i, attempt, out), hedged = await send_hedged_async(
                     client, rs, hedger, state, attempt, i
