@@ -114,11 +114,19 @@ def pick(candidates: Sequence[tuple[int, int, float | None]], start: int, n: int
     """The replica a request goes to among ``candidates``, ``(index, in flight, estimate)``
     each (estimates all ``None``: fewest in flight alone); ``start`` is where the turn
     is among ``n`` replicas (ties go to the first index at or after it)."""
+    if len(candidates) == 1:
+        return candidates[0][0]
+    ceiling, unknown = math.inf, 0.0
     known = [e for _, _, e in candidates if e is not None]
     if known:
         unknown = sum(known) / len(known)
-        costs = [(e if e is not None else unknown) * (k + 1) for _, k, e in candidates]
-        ceiling = min(costs) * SLACK
-        candidates = [c for c, cost in zip(candidates, costs, strict=True) if cost <= ceiling]
-    least = min(k for _, k, _ in candidates)
-    return min((i for i, k, _ in candidates if k == least), key=lambda i: (i - start) % n)
+        ceiling = SLACK * min((unknown if e is None else e) * (k + 1) for _, k, e in candidates)
+    best, best_key = -1, math.inf
+    for i, k, e in candidates:
+        # Fewest in flight first, then the turn: one integer (the turn is below n).
+        key = k * n + (i - start) % n
+        if key < best_key and (
+            ceiling == math.inf or (unknown if e is None else e) * (k + 1) <= ceiling
+        ):
+            best, best_key = i, key
+    return best

@@ -100,7 +100,8 @@ class ReplicaStats:
         last_error: why it was last ejected (the failure, one line), or ``None``.
         latency: its latency estimate in seconds (recent answers, decayed while
             none come; see ``docs/replicas.md``), or ``None``: no answer seen
-            since it came (back) into rotation, or ``balance="in-flight"``.
+            since it came (back) into rotation, ``balance="in-flight"``, or a
+            set of one replica.
 
     Example:
         >>> s = ReplicaStats("http://a:9000/", 0, 10, 1, 1, False, 12.5, "HTTP 503")
@@ -221,7 +222,7 @@ class ReplicaSet:
         self.backoff_max = backoff_max
         self.clock = clock
         self.balance = check_balance(balance)
-        self._weighted = self.balance == "latency"
+        self._weighted = self.balance == "latency" and len(self.urls) > 1
         self.hedger = Hedger(hedge) if hedge is not None and len(self.urls) > 1 else None
 
     @staticmethod
