@@ -10,6 +10,7 @@ to a normal one's (50 ms or more against about 1 ms).
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -163,6 +164,26 @@ def test_a_replica_back_in_rotation_counts_as_the_mean_of_the_others() -> None:
     assert pick([(0, 0, 0.010), (2, 0, None)], start=0, n=3) == 0
     assert pick([(0, 1, 0.010), (2, 0, None)], start=0, n=3) == 2
     assert pick([(0, 0, None), (1, 0, None)], start=1, n=2) == 1  # none known: in turn
+
+
+def test_threads_choosing_and_reporting_at_once_keep_the_books() -> None:
+    rs = ReplicaSet(["http://a:1", "http://b:1", "http://c:1"])
+
+    def work(seed: int) -> None:
+        for n in range(2000):
+            i = rs.choose(set()).index
+            rs.observe(i, 0.001 * (1 + (seed + n + i) % 7))
+            rs.finished(i, ok=True)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stats = rs.stats()
+    assert [s.in_flight for s in stats] == [0, 0, 0]
+    assert sum(s.sent for s in stats) == 16000
+    assert all(s.latency is not None and 0 < s.latency <= 0.007 for s in stats)
 
 
 def test_balance_is_checked_at_construction() -> None:

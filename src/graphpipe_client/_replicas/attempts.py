@@ -3,7 +3,8 @@
 The rules (see ``docs/replicas.md``):
 
 - each attempt goes where :meth:`ReplicaSet.choose` says; the outcome is
-  reported back (in flight, sent, failed, ejections);
+  reported back (in flight, sent, failed, ejections, and how long it took:
+  the replica's latency estimate);
 - a request that never reached a replica (a :class:`ConnectError` other
   than TLS) or that a replica refused with 503 is retried at once on another
   replica in rotation (after the usual back-off when there is none), within
