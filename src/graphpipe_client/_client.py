@@ -49,7 +49,8 @@ class Client(ClientBase["SyncTransport"]):
             URL (``http://user:pass@host``) is sent as HTTP Basic auth and
             never shown in messages.
             A list of URLs is the replicas of one model: each call goes to
-            the one with the fewest requests in flight, one that refuses
+            the one with the fewest requests in flight, weighted by how fast
+            each has been answering (``balance=``), one that refuses
             connections or answers 503 is taken out of rotation until
             ``is_ready`` says it is back (see ``docs/replicas.md`` and
             :attr:`replicas`).
