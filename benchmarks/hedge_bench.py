@@ -23,7 +23,10 @@ call after it started; see ``docs/performance.md`` for what that means for
 the 1.5x target under fewest-in-flight routing.
 
 ``python -m benchmarks.hedge_bench --serve MS STALL_MS EVERY`` runs one replica;
-``python -m benchmarks.hedge_bench [--quick]`` prints the figures.
+``python -m benchmarks.hedge_bench [--quick]`` prints the figures;
+``python -m benchmarks.hedge_bench --balance`` compares the two ``balance=`` rules
+without hedging at several concurrencies, over the stalling pair and over a pair of
+replicas of 20 ms and 10 ms (informational: no target, not in ``nox -s bench``).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -42,7 +46,7 @@ import graphpipe_client as gp
 from .child_server import ChildServer
 from .timing import Figure
 
-__all__ = ["run_hedge"]
+__all__ = ["run_balance", "run_hedge"]
 
 Log = Callable[[str], None]
 
@@ -199,8 +203,64 @@ def run_hedge(quick: bool, log: Log = print) -> tuple[list[Figure], dict[str, An
     return figures, table
 
 
+def _threads(urls: list[str], balance: str, concurrency: int, calls: int) -> str:
+    """``calls`` calls on each of ``concurrency`` threads sharing one client; a summary."""
+    x = np.ones((1, 16), np.float32)
+    lat: list[float] = []
+    lock = threading.Lock()
+    with gp.Client(urls, balance=balance, pool_size=concurrency + 2) as client:
+        for _ in range(50):  # the connections, and the first estimates
+            client.execute(x)
+        before = [s.sent for s in client.replicas]
+
+        def work() -> None:
+            mine = []
+            for _ in range(calls):
+                t = time.perf_counter()
+                client.execute(x)
+                mine.append(time.perf_counter() - t)
+            with lock:
+                lat.extend(mine)
+
+        threads = [threading.Thread(target=work) for _ in range(concurrency)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        sent = [s.sent - b for s, b in zip(client.replicas, before, strict=True)]
+    return (
+        f"p50 {_pct(lat, 50) * 1e3:.1f} ms, p99 {_pct(lat, 99) * 1e3:.1f} ms, "
+        f"mean {float(np.mean(lat)) * 1e3:.1f} ms; requests {sent[0]}/{sent[1]}"
+    )
+
+
+def run_balance(log: Log = print) -> None:
+    """The two ``balance=`` rules side by side, without hedging (printed, no figures)."""
+    with contextlib.ExitStack() as stack:
+        stalls = stack.enter_context(
+            ChildServer("benchmarks.hedge_bench", "--serve", str(MODEL_MS), str(STALL_MS), "10")
+        )
+        fast = stack.enter_context(
+            ChildServer("benchmarks.hedge_bench", "--serve", str(MODEL_MS), "0", "0")
+        )
+        slow = stack.enter_context(
+            ChildServer("benchmarks.hedge_bench", "--serve", str(2 * MODEL_MS), "0", "0")
+        )
+        pairs = {
+            "stalling A / B": [stalls.url, fast.url],
+            f"{2 * MODEL_MS} ms / {MODEL_MS} ms": [slow.url, fast.url],
+        }
+        for what, urls in pairs.items():
+            for concurrency, calls in ((1, 1000), (4, 400), (8, 250)):
+                for balance in ("in-flight", "latency"):
+                    summary = _threads(urls, balance, concurrency, calls)
+                    log(f"  {what}, {concurrency} threads, balance={balance!r}: {summary}")
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--serve"]:
         _serve(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+    elif "--balance" in sys.argv:
+        run_balance()
     else:
         run_hedge("--quick" in sys.argv)
