@@ -53,7 +53,8 @@ class Client(ClientBase["SyncTransport"]):
             URL (``http://user:pass@host``) is sent as HTTP Basic auth and
             never shown in messages.
             A list of URLs is the replicas of one model: each call goes to
-            the one with the fewest requests in flight, one that refuses
+            the one with the fewest requests in flight, weighted by how fast
+            each has been answering (``balance=``), one that refuses
             connections or answers 503 is taken out of rotation until
             ``is_ready`` says it is back (see ``docs/replicas.md`` and
             :attr:`replicas`).
@@ -108,6 +109,11 @@ class Client(ClientBase["SyncTransport"]):
             sent to a second replica, the first answer wins (needs
             ``idempotent=True`` and at least 2 replicas; ``docs/replicas.md``).
             Default ``None``: no hedging.
+        balance: how a call picks among replicas in rotation: ``"latency"``
+            (default: fewest requests in flight weighted by each replica's
+            recent latency, so a replica several times slower than the others
+            gets calls only when they are busy or to see whether it recovered)
+            or ``"in-flight"`` (fewest in flight alone; ``docs/replicas.md``).
 
     Example:
         >>> import numpy as np

@@ -36,7 +36,13 @@ from ._http.exchange import (
 from ._http.keepalive import DEFAULT_KEEPALIVE_EXPIRY
 from ._jobs.coalesce import Batch, Coalesce, Member, member_of
 from ._jobs.options import check_run_options
-from ._replicas.options import EJECT_BACKOFF, EJECT_BACKOFF_MAX, check_backoff, check_hedge
+from ._replicas.options import (
+    EJECT_BACKOFF,
+    EJECT_BACKOFF_MAX,
+    check_backoff,
+    check_balance,
+    check_hedge,
+)
 from ._wire.encode import infer_request_layout
 from ._wire.messages import ModelMetadata
 
@@ -180,6 +186,7 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         coalesce: Coalesce | None = None,
         eject_backoff: float | tuple[float, float] = (EJECT_BACKOFF, EJECT_BACKOFF_MAX),
         hedge: Hedge | None = None,
+        balance: str = "latency",
     ) -> None:
         from ._jobs.row_cache import RowCache  # with the first client, not the package
 
@@ -194,6 +201,7 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         self._eject_backoff = check_backoff(eject_backoff)
         bound = None if url is None else len(url) if isinstance(url, (list, tuple)) else 1
         self._hedge = check_hedge(hedge, idempotent, bound)
+        self._balance = check_balance(balance)
         # Replica sets by key: the client's own (a list given as url) and per-call lists.
         self._replica_sets: dict[str, ReplicaSet] = {}
         self._sets_lock = threading.Lock()
@@ -300,7 +308,7 @@ class ClientBase(abc.ABC, Generic[TransportT]):
             >>> from graphpipe_client import Client
             >>> from graphpipe_client.testing import serve
             >>> with serve(lambda x: x + 1) as a, serve(lambda x: x + 1) as b:
-            ...     with Client([a.url, b.url]) as client:
+            ...     with Client([a.url, b.url], balance="in-flight") as client:
             ...         for _ in range(4):  # one at a time: a tie each time, round-robin
             ...             y = client.execute(np.zeros(2))
             ...         [(s.sent, s.ready) for s in client.replicas]
@@ -338,7 +346,11 @@ class ClientBase(abc.ABC, Generic[TransportT]):
             if rs is None:
                 first, longest = self._eject_backoff
                 rs = self._replica_sets[key] = ReplicaSet(
-                    urls, backoff=first, backoff_max=longest, hedge=self._hedge
+                    urls,
+                    backoff=first,
+                    backoff_max=longest,
+                    hedge=self._hedge,
+                    balance=self._balance,
                 )
             return rs
 

@@ -3,7 +3,8 @@
 The rules (see ``docs/replicas.md``):
 
 - each attempt goes where :meth:`ReplicaSet.choose` says; the outcome is
-  reported back (in flight, sent, failed, ejections);
+  reported back (in flight, sent, failed, ejections, and how long it took:
+  the replica's latency estimate);
 - a request that never reached a replica (a :class:`ConnectError` other
   than TLS) or that a replica refused with 503 is retried at once on another
   replica in rotation (after the usual back-off when there is none), within
@@ -217,7 +218,13 @@ def replica_attempts(client: Client, req: PreparedRequest, rs: ReplicaSet) -> Ra
         tried.add(i)
         try:
             if hedger is None:
-                raw = metered(client._transport.send, attempt, state.deadline)
+                started = time.monotonic()
+                try:
+                    raw = metered(client._transport.send, attempt, state.deadline)
+                except GraphPipeError as exc:
+                    rs.observe_outcome(i, time.monotonic() - started, exc)
+                    raise
+                rs.observe_outcome(i, time.monotonic() - started, raw)
             else:
                 (i, attempt, out), hedged = send_hedged(client, rs, hedger, state, attempt, i)
                 hedger = None if hedged else hedger
@@ -318,7 +325,13 @@ async def replica_attempts_async(
         tried.add(i)
         try:
             if hedger is None:
-                raw = await ametered(client._transport.send, attempt, state.deadline)
+                started = time.monotonic()
+                try:
+                    raw = await ametered(client._transport.send, attempt, state.deadline)
+                except GraphPipeError as exc:
+                    rs.observe_outcome(i, time.monotonic() - started, exc)
+                    raise
+                rs.observe_outcome(i, time.monotonic() - started, raw)
             else:
                 (i, attempt, out), hedged = await send_hedged_async(
                     client, rs, hedger, state, attempt, i

@@ -181,6 +181,7 @@ def send_hedged(
             )
         except GraphPipeError as exc:
             out = exc
+        rs.observe_outcome(index, time.monotonic() - started, out)
         if _answered(out):
             hedger.record(time.monotonic() - started)
         return (index, attempt, out), False
@@ -195,6 +196,7 @@ def send_hedged(
             race.closed = race.primary_over = race.primary_won = True
             race.hedge.abandon()
         raise
+    rs.observe_outcome(index, time.monotonic() - started, out)  # abandoned: a lower bound
     good = _answered(out)
     with race.lock:
         race.closed = race.primary_over = True
@@ -264,6 +266,7 @@ def _run_hedge(
         out = exc
     except BaseException as exc:
         out = TransportError(f"the hedge to {req.endpoint.redacted} failed: {exc!r}")
+    rs.observe_outcome(j, time.monotonic() - started, out)  # abandoned: a lower bound
     good = _answered(out)
     with race.lock:
         race.hedge_running = False
@@ -315,6 +318,7 @@ async def send_hedged_async(
             )
         except GraphPipeError as exc:
             out = exc
+        rs.observe_outcome(index, time.monotonic() - started, out)
         if _answered(out):
             hedger.record(time.monotonic() - started)
         return (index, attempt, out), False
@@ -348,7 +352,9 @@ async def send_hedged_async(
                 error = t.exception()
                 if error is not None and not isinstance(error, GraphPipeError):
                     raise error
-                outcomes.append((i, req, t0, error if error is not None else t.result()))
+                out = error if error is not None else t.result()
+                rs.observe_outcome(i, time.monotonic() - t0, out)
+                outcomes.append((i, req, t0, out))
             outcomes.sort(key=lambda o: not _answered(o[3]))  # an answer first
             for n, (i, req, t0, out) in enumerate(outcomes):
                 if _answered(out):
@@ -391,5 +397,6 @@ async def _abandon(
         t.cancel()
     if tasks:
         await asyncio.gather(*tasks, return_exceptions=True)
-    for i, _, _ in tasks.values():
+    for i, _, t0 in tasks.values():
+        rs.observe(i, time.monotonic() - t0, at_least=True)
         rs.finished(i, ok=True)

@@ -14,7 +14,14 @@ from .._exceptions import InvalidOption
 if TYPE_CHECKING:
     from .hedging import Hedge
 
-__all__ = ["EJECT_BACKOFF", "EJECT_BACKOFF_MAX", "check_backoff", "check_hedge"]
+__all__ = [
+    "BALANCES",
+    "EJECT_BACKOFF",
+    "EJECT_BACKOFF_MAX",
+    "check_backoff",
+    "check_balance",
+    "check_hedge",
+]
 
 #: Seconds a replica stays out of rotation after its first failure; doubled
 #: for each consecutive failure (a failed probe counts), up to
@@ -64,3 +71,18 @@ def check_hedge(hedge: object, idempotent: bool, replicas: int | None) -> Hedge 
             "list of at least 2 replica URLs"
         )
     return hedge
+
+
+#: The ``balance=`` choices (see :mod:`.balance`).
+BALANCES: Final = ("latency", "in-flight")
+
+
+def check_balance(value: object) -> str:
+    """The ``balance=`` option checked."""
+    if value not in BALANCES:
+        raise InvalidOption(
+            'balance is how a call picks its replica: "latency" (the default: fewest in '
+            'flight weighted by each replica\'s recent latency) or "in-flight" (fewest in '
+            f"flight alone); got {value!r}"
+        )
+    return str(value)

@@ -1,8 +1,9 @@
 """Several replicas of one model behind one client: the routing decisions (no sockets here).
 
 A :class:`ReplicaSet` is what ``Client(["http://a:9000", "http://b:9000"])``
-routes with. Per call it picks the replica with the fewest requests in
-flight (ties go round-robin), takes a replica out of rotation ("ejects" it)
+routes with. Per call it picks a replica by the rule of :mod:`.balance`
+(fewest requests in flight, weighted by each replica's recent latency; ties
+go round-robin), takes a replica out of rotation ("ejects" it)
 for a back-off period when it refuses connections, times out on connect or
 answers 503, and puts it back only once an ``is_ready`` probe succeeds. The
 clients do the I/O (see :mod:`._replica_io`); every decision is made here,
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING
 
 from .._exceptions import ConnectError, InvalidOption, TLSError
 from .._http.exchange import Endpoint, parse_endpoint
+from .balance import Latency, check_balance, pick
 from .hedging import Hedge, Hedger
 from .options import EJECT_BACKOFF, EJECT_BACKOFF_MAX, check_backoff
 
@@ -70,6 +72,10 @@ class ReplicaStats:
         ejected_until: when it is out of rotation, the ``time.monotonic()``
             time after which it is probed with ``is_ready``; ``None`` when in rotation.
         last_error: why it was last ejected (the failure, one line), or ``None``.
+        latency: its latency estimate in seconds (recent answers, decayed while
+            none come; see ``docs/replicas.md``), or ``None``: no answer seen
+            since it came (back) into rotation, ``balance="in-flight"``, or a
+            set of one replica.
 
     Example:
         >>> s = ReplicaStats("http://a:9000/", 0, 10, 1, 1, False, 12.5, "HTTP 503")
@@ -85,6 +91,7 @@ class ReplicaStats:
     ready: bool
     ejected_until: float | None
     last_error: str | None
+    latency: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +125,7 @@ class _Replica:
         "failures",
         "in_flight",
         "last_error",
+        "latency",
         "probing",
         "sent",
         "url",
@@ -134,6 +142,7 @@ class _Replica:
         self.ejected_until: float | None = None
         self.probing = False
         self.last_error: str | None = None
+        self.latency = Latency()
 
 
 def check_urls(urls: object) -> tuple[str, ...]:
@@ -163,6 +172,8 @@ class ReplicaSet:
         backoff_max: the longest back-off.
         hedge: the client's :class:`Hedge` option: this set's :attr:`hedger`
             (``None``: no hedging; a set of one replica is never hedged).
+        balance: ``"latency"`` or ``"in-flight"``: how a replica is picked
+            (:mod:`.balance`).
         clock: ``time.monotonic`` (a test can pass its own).
     """
 
@@ -173,6 +184,7 @@ class ReplicaSet:
         backoff: float = EJECT_BACKOFF,
         backoff_max: float = EJECT_BACKOFF_MAX,
         hedge: Hedge | None = None,
+        balance: str = "latency",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.urls = check_urls(urls)
@@ -183,6 +195,8 @@ class ReplicaSet:
         self.backoff = backoff
         self.backoff_max = backoff_max
         self.clock = clock
+        self.balance = check_balance(balance)
+        self._weighted = self.balance == "latency" and len(self.urls) > 1
         self.hedger = Hedger(hedge) if hedge is not None and len(self.urls) > 1 else None
 
     @staticmethod
@@ -206,9 +220,9 @@ class ReplicaSet:
     def choose(self, tried: set[int], now: float | None = None) -> Choice:
         """The next step of a call that has already tried the replicas in ``tried``.
 
-        Among the replicas in rotation, the untried ones with the fewest
-        requests in flight (ties: round-robin) win; if every one in rotation
-        was tried, the tried ones are candidates again.
+        Among the replicas in rotation, the untried ones are the candidates
+        (if every one in rotation was tried, the tried ones are candidates
+        again); :func:`.balance.pick` picks one.
         """
         now = self.clock() if now is None else now
         with self._lock:
@@ -223,20 +237,18 @@ class ReplicaSet:
                 for i in probes:
                     self._replicas[i].probing = True
                 fresh = [i for i in live if i not in tried] or live
-                least = min(self._replicas[i].in_flight for i in fresh)
-                ties = [i for i in fresh if self._replicas[i].in_flight == least]
                 n = len(self._replicas)
-                pick = min(ties, key=lambda i: (i - self._next) % n)
-                self._next = (pick + 1) % n
-                r = self._replicas[pick]
+                chosen = pick(self._candidates(fresh, now), self._next, n)
+                self._next = (chosen + 1) % n
+                r = self._replicas[chosen]
                 r.in_flight += 1
                 r.sent += 1
-                return Choice("send", pick, probes=tuple(probes))
+                return Choice("send", chosen, probes=tuple(probes))
             if probes:
                 # Nothing in rotation: this call probes the one that waited longest.
-                pick = min(probes, key=lambda i: self._replicas[i].ejected_until or 0.0)
-                self._replicas[pick].probing = True
-                return Choice("probe", pick)
+                first = min(probes, key=lambda i: self._replicas[i].ejected_until or 0.0)
+                self._replicas[first].probing = True
+                return Choice("probe", first)
             pending = [
                 r.ejected_until
                 for r in self._replicas
@@ -246,20 +258,28 @@ class ReplicaSet:
             wait = max(0.0, min(pending) - now) if pending else 0.02
             return Choice("wait", wait=wait)
 
-    def choose_other(self, index: int) -> int | None:
-        """Where a hedge of an attempt on ``index`` goes: the replica in rotation other
-        than ``index`` with the fewest in flight (now counted in flight), or ``None``."""
+    def _candidates(self, indices: list[int], now: float) -> list[tuple[int, int, float | None]]:
+        """``(index, in flight, latency estimate)`` of each of ``indices`` (under the lock)."""
+        rs = self._replicas
+        if not self._weighted:
+            return [(i, rs[i].in_flight, None) for i in indices]
+        return [(i, rs[i].in_flight, rs[i].latency.at(now)) for i in indices]
+
+    def choose_other(self, index: int, now: float | None = None) -> int | None:
+        """Where a hedge of an attempt on ``index`` goes: a replica in rotation other
+        than ``index``, picked as :meth:`choose` picks (now counted in flight), or ``None``."""
+        now = self.clock() if now is None else now
         with self._lock:
             others = [
                 i for i, r in enumerate(self._replicas) if i != index and r.ejected_until is None
             ]
             if not others:
                 return None
-            pick = min(others, key=lambda i: self._replicas[i].in_flight)
-            r = self._replicas[pick]
+            chosen = pick(self._candidates(others, now), self._next, len(self._replicas))
+            r = self._replicas[chosen]
             r.in_flight += 1
             r.sent += 1
-            return pick
+            return chosen
 
     def finished(
         self, index: int, *, ok: bool, error: str | None = None, now: float | None = None
@@ -277,6 +297,30 @@ class ReplicaSet:
             if error is None:
                 return False
             return self._eject(r, error, self.clock() if now is None else now)
+
+    def observe(
+        self, index: int, seconds: float, *, at_least: bool = False, now: float | None = None
+    ) -> None:
+        """A request to ``index`` took ``seconds`` to answer, for its latency estimate
+        (``at_least``: it was given up after that long, an abandoned copy of a hedged
+        call or a timeout: counted only if above the estimate)."""
+        if not self._weighted:
+            return
+        now = self.clock() if now is None else now
+        with self._lock:
+            self._replicas[index].latency.observe(seconds, now, at_least=at_least)
+
+    def observe_outcome(
+        self, index: int, seconds: float, out: RawResponse | GraphPipeError
+    ) -> None:
+        """:meth:`observe` the outcome of a request that took ``seconds``: an answer
+        (not a 503: that ejects) is a latency, a failure that does not eject (a
+        timeout, a broken connection) a lower bound."""
+        if isinstance(out, BaseException):
+            if not ejects(out):
+                self.observe(index, seconds, at_least=True)
+        elif not ejects_response(out):
+            self.observe(index, seconds)
 
     def eject(self, index: int, error: str, now: float | None = None) -> bool:
         """Take ``index`` out of rotation for a back-off period; whether it was in rotation."""
@@ -302,6 +346,7 @@ class ReplicaSet:
             r.probing = False
             if ready:
                 r.ejected_until = None
+                r.latency.forget()
             else:
                 r.ejected_until = -1.0  # over: _eject sets the next, longer back-off
                 self._eject(r, f"not ready: {why}", self.clock() if now is None else now)
@@ -309,7 +354,10 @@ class ReplicaSet:
     def reinstate(self, index: int) -> None:
         """Put ``index`` back in rotation (a user's ``is_ready`` said it is ready)."""
         with self._lock:
-            self._replicas[index].ejected_until = None
+            r = self._replicas[index]
+            if r.ejected_until is not None:
+                r.ejected_until = None
+                r.latency.forget()
 
     def last_error(self) -> str | None:
         """The most recent ejection's reason, as ``url: error``."""
@@ -327,6 +375,7 @@ class ReplicaSet:
 
     def stats(self) -> list[ReplicaStats]:
         """A consistent snapshot of every replica's counters, in the order given."""
+        now = self.clock()
         with self._lock:
             return [
                 ReplicaStats(
@@ -338,6 +387,7 @@ class ReplicaSet:
                     r.ejected_until is None,
                     r.ejected_until,
                     r.last_error,
+                    r.latency.at(now),
                 )
                 for r in self._replicas
             ]
