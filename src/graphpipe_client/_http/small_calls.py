@@ -32,12 +32,18 @@ from . import http11 as h11
 from .exchange import PreparedRequest, RawResponse
 from .keepalive import idle_limit
 
-__all__ = ["MAX_SMALL_BODY", "Attempt", "SmallCall", "plain_head"]
+__all__ = ["MAX_SMALL_ANSWER", "MAX_SMALL_BODY", "Attempt", "SmallCall", "plain_head"]
 
-#: The largest request body a :class:`SmallCall` is made for, and the largest
-#: answer body it learns (bytes): past it, the per-call overhead this saves is
-#: small next to moving the data, and a buffer is sized from the answer's own head.
-MAX_SMALL_BODY: Final = 64 * 1024
+#: The largest request body a :class:`SmallCall` is made for (bytes). Its data
+#: goes out as views of the arrays whatever the size; past this, moving the data
+#: outweighs what the fast path saves, and a body over the socket's buffer goes
+#: out in pieces under the general path's timeouts anyway.
+MAX_SMALL_BODY: Final = 4 << 20
+
+#: The largest answer body a :class:`SmallCall` learns (bytes): the fast path
+#: receives into a buffer sized from the learnt head and zeroed when made; past
+#: this, the general path's uninitialised, 64-byte-aligned buffer is the cheaper.
+MAX_SMALL_ANSWER: Final = 256 << 10
 
 #: Bytes of a 16-byte boundary: the body of an answer starts on one.
 _BODY_ALIGNMENT: Final = 16
@@ -94,7 +100,7 @@ class SmallCall:
         """Learn ``head`` (an answer head, its end of head included, which begins at
         ``head[end:]``) if :func:`plain_head` accepts it: the new :attr:`answer`, or ``None``."""
         plain = plain_head(head, end, self.req.max_response_bytes)
-        if plain is None or plain[1] > MAX_SMALL_BODY:
+        if plain is None or plain[1] > MAX_SMALL_ANSWER:
             return None  # (a large answer: received as the general path receives it)
         parsed, length = plain
         limit = idle_limit(keepalive_expiry, h11.keep_alive_timeout(parsed))

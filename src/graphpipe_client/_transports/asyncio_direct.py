@@ -857,8 +857,11 @@ class AsyncioTransport:
         return replace(raw, reused=reused) if debug_enabled() else raw
 
     def small_prefix(self, call: SmallCall) -> None:
-        """Give ``call`` this transport's request head (plain ``http`` only: TLS takes the general path)."""
-        if call.req.endpoint.scheme == "http":
+        """Give ``call`` this transport's request head: plain ``http``, a body of at most
+        ``SMALL_BODY`` (written joined to the head, as the general path writes it); TLS
+        and larger bodies (views of the arrays, from a thread when the loop is shared)
+        take the general path."""
+        if call.req.endpoint.scheme == "http" and call.nbytes <= SMALL_BODY:
             call.set_prefix(self._head(call.req) + b"%d\r\n\r\n" % call.nbytes)
 
     async def send_small(
