@@ -222,3 +222,16 @@ def test_a_large_request_is_right_every_time(server: GraphPipeServer) -> None:
         for i in range(6):
             x = np.full((256, 1024), i, np.float32)
             np.testing.assert_array_equal(client.execute(x), x * 2)
+
+
+def test_a_remembered_call_does_not_keep_its_arrays_alive(server: GraphPipeServer) -> None:
+    import gc
+    import weakref
+
+    with gp.Client(server.url) as client:
+        x = np.full((1, 10), 3, np.float32)
+        ref = weakref.ref(x)
+        np.testing.assert_array_equal(client.execute(x), x * 2)
+        del x
+        gc.collect()
+        assert ref() is None

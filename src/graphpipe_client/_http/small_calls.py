@@ -49,6 +49,8 @@ MAX_SMALL_ANSWER: Final = 256 << 10
 _BODY_ALIGNMENT: Final = 16
 
 
+_NO_BODY: Final = EncodedMessage((), 0)
+
 #: What a :class:`SmallCall` learned of its answers: the head's bytes (its end
 #: of head included), the ``Content-Length``, the idle limit of the connection
 #: after such an answer, the reason phrase, and the offset to receive at.
@@ -58,7 +60,7 @@ Answer = tuple[bytes, int, "float | None", str, int]
 class SmallCall:
     """One kind of small inference request, repeated: what a fast path writes and expects.
 
-    ``req`` is a request of this kind (its body is this kind's first call's);
+    ``req`` is a request of this kind, without a body;
     ``layout`` its message, each piece ``bytes`` or the index of an input
     whose data goes there; ``prefix`` what the transport writes first (its
     HTTP head, then ``layout[0]``), set by the transport, ``None`` when it has
@@ -70,7 +72,9 @@ class SmallCall:
     __slots__ = ("answer", "layout", "nbytes", "prefix", "req", "wire")
 
     def __init__(self, req: PreparedRequest, layout: tuple[bytes | int, ...], nbytes: int) -> None:
-        self.req = req
+        # Without its body: held for as long as the client lives, it would keep the
+        # first call's arrays alive. Each call's request gets its own (:meth:`request`).
+        self.req = replace(req, body=_NO_BODY)
         self.layout = layout
         self.nbytes = nbytes  # the message's size
         self.prefix: bytes | None = None
