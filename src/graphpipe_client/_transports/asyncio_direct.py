@@ -918,29 +918,39 @@ class AsyncioTransport:
                 written = SENT  # handed to the kernel in full: never sent again
                 # One answer whose head is the accepted one (learnt from a first plain
                 # answer), received in full; anything else is left, unconsumed, to the general path.
-                answer = call.answer
+                learnt = call.answer
+                answer = None  # this answer's head, once its bytes are all here and checked
                 buf = conn.buf
                 while True:
                     start = conn.start
                     have = conn.end - start
-                    if answer is None or (
-                        have >= len(answer[0]) and not buf.startswith(answer[0], start)
-                    ):
-                        found = h11.find_head_end(buf, start, conn.end)
-                        if found is not None:
-                            end = found[0] + found[1]
-                            answer = call.accept(
-                                bytes(buf[start:end]), found[0] - start, self._expiry
-                            )
-                            if answer is None:
-                                break  # not a plain answer
+                    if answer is None:
+                        if (
+                            learnt is not None
+                            and have >= len(learnt[0])
+                            and buf.startswith(learnt[0], start)
+                        ):
+                            answer = learnt
+                        else:  # another head (or part of one): read as it is, once whole
+                            found = h11.find_head_end(buf, start, conn.end)
+                            if found is not None:
+                                end = found[0] + found[1]
+                                answer = call.accept(
+                                    bytes(buf[start:end]), found[0] - start, self._expiry
+                                )
+                                if answer is None:
+                                    break  # not a plain answer
+                            elif have > h11.MAX_HEAD_BYTES:
+                                break  # (the general path says what is wrong)
                     if answer is not None and have >= len(answer[0]) + answer[1]:
                         body = buf[start + len(answer[0]) : start + len(answer[0]) + answer[1]]
                         conn.start = start + len(answer[0]) + answer[1]
                         conn._consumed()
                         break
-                    if conn.lost:  # (set by the protocol's callbacks, which mypy does not see)
-                        break  # type: ignore[unreachable]
+                    # Closed, or reading paused (a full buffer: a head over 64 KiB, or an
+                    # answer larger than READ_LIMIT): nothing more comes until it is consumed.
+                    if conn.lost or conn.reading_paused:
+                        break
                     try:
                         await conn.wait_read(call.req.timeout.read)
                     except _WaitTimedOut as exc:
