@@ -406,6 +406,8 @@ class ClientBase(abc.ABC, Generic[TransportT]):
         small = self._small
         url = self._url
         assert small is not None and url is not None
+        if not all(a.flags.c_contiguous for a in arrays):
+            return None  # (this call's layout, not the kind's: the next call may take the path)
         layout = infer_request_layout(arrays, input_names, output_names, config)
         call = None
         if layout is not None and layout[1] <= MAX_SMALL_BODY:

@@ -235,3 +235,12 @@ def test_a_remembered_call_does_not_keep_its_arrays_alive(server: GraphPipeServe
         del x
         gc.collect()
         assert ref() is None
+
+
+def test_a_first_call_not_c_contiguous_does_not_keep_its_kind_off_the_fast_path(
+    server: GraphPipeServer,
+) -> None:
+    with gp.Client(server.url) as client:
+        xf = np.asfortranarray(np.arange(6, dtype=np.float32).reshape(2, 3))
+        np.testing.assert_array_equal(client.execute(xf), xf * 2)  # the general path
+        warm(client, np.arange(6, dtype=np.float32).reshape(2, 3))  # then the fast path learns
