@@ -931,7 +931,7 @@ class AsyncioTransport:
                             and buf.startswith(learnt[0], start)
                         ):
                             answer = learnt
-                        else:  # another head (or part of one): read as it is, once whole
+                        elif have:  # another head (or part of one): read as it is, once whole
                             found = h11.find_head_end(buf, start, conn.end)
                             if found is not None:
                                 end = found[0] + found[1]
