@@ -62,12 +62,13 @@ AFTER_IMPORT = (
 SYNC_SCRIPT = """
 import json, sys
 import numpy as np
+numpy_loads = sorted(sys.modules)
 import graphpipe_client
 before = sorted(sys.modules)
 with graphpipe_client.Client(sys.argv[1]) as client:
     out = client.execute(np.arange(3, dtype=np.float32))
 after = sorted(sys.modules)
-print(json.dumps({"before": before, "after": after, "out": out.tolist()}))
+print(json.dumps({"numpy": numpy_loads, "before": before, "after": after, "out": out.tolist()}))
 """
 
 ASYNC_SCRIPT = """
@@ -171,7 +172,8 @@ def test_what_a_sync_call_does_not_use_is_not_loaded() -> None:
     before, after = got["before"], got["after"]
     assert isinstance(before, list) and isinstance(after, list)
     assert [m for m in lazy if m in after] == []
-    assert [m for m in AFTER_IMPORT if m in before] == []
+    # (what numpy itself loads is not ours to defer: numpy 1.x imports hashlib)
+    assert [m for m in AFTER_IMPORT if m in before and m not in got["numpy"]] == []
     # The first Client does load them: the list is of modules that exist.
     assert [m for m in AFTER_IMPORT if m not in after] == []
 
