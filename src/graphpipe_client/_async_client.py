@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._client_common import ClientBase, URLArg, named_inputs, outputs_by_name
+from ._client_common import ClientBase, URLArg, outputs_by_name
 from ._exceptions import GraphPipeError
 from ._exceptions import TimeoutError as GPTimeoutError
 from ._http.config import UNSET, Timeout, TimeoutTypes, Unset
@@ -27,12 +27,10 @@ from ._jobs.drivers import run_tasks, stream_tasks
 from ._jobs.plan import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, OnError, check_run_options
 from ._jobs.progress import ProgressArg
 from ._jobs.row_cache import InferCall
-from ._observe.active import observed
 from ._observe.metrics import ametered, count_rows
 from ._observe.tracing import start_span
 from ._replicas.attempts import cancel_probes, probe_all_async, replica_attempts_async
 from ._transports.asynchronous import AsyncTransport
-from ._wire.decode import plain_outputs
 from ._wire.messages import ModelMetadata
 
 if TYPE_CHECKING:
@@ -89,52 +87,25 @@ class AsyncClient(ClientBase[AsyncTransport]):
         timeout: TimeoutTypes | Unset = UNSET,
     ) -> np.ndarray | list[np.ndarray]:
         """Run the model on one input; see :meth:`Client.execute <graphpipe_client.Client.execute>`."""
-        if (
-            self._small is not None
-            and type(inp) is np.ndarray
-            and url is None
-            and timeout is UNSET
-            and not self._closed
-        ):
-            try:
-                key = (inp.dtype, inp.shape, input_name, output_name, config)
-                call = self._small[key]
-            except KeyError:
-                call = self._small_call(
-                    key,
-                    [inp],
-                    None if input_name is None else [input_name],
-                    None if output_name is None else [output_name],
-                    config,
-                )
-            except TypeError:  # (an unhashable config: not a repeated call)
-                call = None
-            if call is not None:
-                outputs = await self._send_small(call, inp)
-                if outputs is not None:
-                    return outputs[0] if len(outputs) == 1 else outputs
+        call = self._small_execute(inp, input_name, output_name, config, url, timeout)
+        if call is not None:
+            outputs = await self._send_small(call, inp)
+            if outputs is not None:
+                return outputs[0] if len(outputs) == 1 else outputs
         req = self._prepare_execute(inp, input_name, output_name, config, url, timeout)
         return shape_outputs(await self._infer(req))
 
     async def _send_small(self, call: SmallCall, *arrays: np.ndarray) -> list[np.ndarray] | None:
         """A repeated small call on the fast path; ``None``: nothing sent, take the general path."""
-        if observed():
-            return None  # debug logging, tracing or metrics: the general path records them
-        try:
-            views = [memoryview(a).cast("B") for a in arrays]  # type: ignore[arg-type]
-        except TypeError:
-            return None  # not C-contiguous: the general path copies it
+        views = self._small_views(arrays)
+        if views is None:
+            return None
         sending = self._transport.send_small(call, views)
         if sending is None:
             return None
         got = await sending
         if isinstance(got, tuple):
-            buf, start, stop = got
-            outputs = plain_outputs(buf, start, stop)
-            if outputs is not None:
-                return outputs
-            body = memoryview(buf)[start:stop]
-            return interpret_infer(call.req, RawResponse(200, "OK", None, body))
+            return self._small_outputs(call, *got)
         if got is None:
             return None
         outputs = interpret_infer(got.req, await self._attempts(got.req, got))
@@ -165,37 +136,12 @@ class AsyncClient(ClientBase[AsyncTransport]):
         timeout: TimeoutTypes | Unset = UNSET,
     ) -> dict[str, np.ndarray]:
         """Run the model; every output under its name. See :meth:`Client.execute_named <graphpipe_client.Client.execute_named>`."""
-        if (
-            self._small is not None
-            and type(inputs) is dict
-            and url is None
-            and timeout is UNSET
-            and not self._closed
-        ):
-            arrays = list(inputs.values())
-            if all(type(a) is np.ndarray for a in arrays):
-                outs = None if output_names is None else tuple(output_names)
-                try:
-                    key = (
-                        "named",
-                        tuple(inputs),
-                        *[(a.dtype, a.shape) for a in arrays],
-                        outs,
-                        config,
-                    )
-                    call = self._small[key]
-                except KeyError:
-                    names, _ = named_inputs(inputs)
-                    call = self._small_call(
-                        key, arrays, names, None if outs is None else list(outs), config
-                    )
-                except TypeError:  # (an unhashable config: not a repeated call)
-                    call = None
-                if call is not None:
-                    outputs = await self._send_small(call, *arrays)
-                    if outputs is not None:
-                        meta = None if output_names is not None else await self.metadata()
-                        return outputs_by_name(output_names, meta, outputs)
+        small = self._small_named(inputs, output_names, config, url, timeout)
+        if small is not None:
+            outputs = await self._send_small(small[0], *small[1])
+            if outputs is not None:
+                meta = None if output_names is not None else await self.metadata()
+                return outputs_by_name(output_names, meta, outputs)
         req = self._prepare_named(inputs, output_names, config, url, timeout)
         meta = None if output_names is not None else await self.metadata(url=url, timeout=timeout)
         return outputs_by_name(output_names, meta, await self._infer(req))

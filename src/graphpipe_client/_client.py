@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._client_common import ClientBase, URLArg, named_inputs, outputs_by_name
+from ._client_common import ClientBase, URLArg, outputs_by_name
 from ._exceptions import GraphPipeError
 from ._exceptions import TimeoutError as GPTimeoutError
 from ._http.config import UNSET, Timeout, TimeoutTypes, Unset
@@ -23,10 +23,8 @@ from ._http.exchange import (
 from ._http.retries import RetryState
 from ._jobs.coalesce import Batch, Coalesce, Member
 from ._jobs.options import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, check_run_options
-from ._observe.active import observed
 from ._observe.metrics import count_rows, metered
 from ._observe.tracing import start_span
-from ._wire.decode import plain_outputs
 from ._wire.messages import ModelMetadata
 
 if TYPE_CHECKING:
@@ -164,49 +162,22 @@ class Client(ClientBase["SyncTransport"]):
             TransportError, ConnectError, TimeoutError: the exchange failed.
             DecodeError: the response is malformed.
         """
-        if (
-            self._small is not None
-            and type(inp) is np.ndarray
-            and url is None
-            and timeout is UNSET
-            and not self._closed
-        ):
-            try:
-                key = (inp.dtype, inp.shape, input_name, output_name, config)
-                call = self._small[key]
-            except KeyError:
-                call = self._small_call(
-                    key,
-                    [inp],
-                    None if input_name is None else [input_name],
-                    None if output_name is None else [output_name],
-                    config,
-                )
-            except TypeError:  # (an unhashable config: not a repeated call)
-                call = None
-            if call is not None:
-                outputs = self._send_small(call, inp)
-                if outputs is not None:
-                    return outputs[0] if len(outputs) == 1 else outputs
+        call = self._small_execute(inp, input_name, output_name, config, url, timeout)
+        if call is not None:
+            outputs = self._send_small(call, inp)
+            if outputs is not None:
+                return outputs[0] if len(outputs) == 1 else outputs
         req = self._prepare_execute(inp, input_name, output_name, config, url, timeout)
         return shape_outputs(self._infer(req))
 
     def _send_small(self, call: SmallCall, *arrays: np.ndarray) -> list[np.ndarray] | None:
         """A repeated small call on the fast path; ``None``: nothing sent, take the general path."""
-        if observed():
-            return None  # debug logging, tracing or metrics: the general path records them
-        try:
-            views = [memoryview(a).cast("B") for a in arrays]  # type: ignore[arg-type]
-        except TypeError:
-            return None  # not C-contiguous: the general path copies it
+        views = self._small_views(arrays)
+        if views is None:
+            return None
         got = self._transport.send_small(call, views)
         if isinstance(got, tuple):
-            buf, start, stop = got
-            outputs = plain_outputs(buf, start, stop)
-            if outputs is not None:
-                return outputs
-            body = memoryview(buf)[start:stop]
-            return interpret_infer(call.req, RawResponse(200, "OK", None, body))
+            return self._small_outputs(call, *got)
         if got is None:
             return None
         outputs = interpret_infer(got.req, self._attempts(got.req, got))
@@ -259,37 +230,12 @@ class Client(ClientBase["SyncTransport"]):
             ...     client.execute_named({"input0": np.ones(2), "input1": np.ones(2)})
             {'output0': array([2., 2.])}
         """
-        if (
-            self._small is not None
-            and type(inputs) is dict
-            and url is None
-            and timeout is UNSET
-            and not self._closed
-        ):
-            arrays = list(inputs.values())
-            if all(type(a) is np.ndarray for a in arrays):
-                outs = None if output_names is None else tuple(output_names)
-                try:
-                    key = (
-                        "named",
-                        tuple(inputs),
-                        *[(a.dtype, a.shape) for a in arrays],
-                        outs,
-                        config,
-                    )
-                    call = self._small[key]
-                except KeyError:
-                    names, _ = named_inputs(inputs)
-                    call = self._small_call(
-                        key, arrays, names, None if outs is None else list(outs), config
-                    )
-                except TypeError:  # (an unhashable config: not a repeated call)
-                    call = None
-                if call is not None:
-                    outputs = self._send_small(call, *arrays)
-                    if outputs is not None:
-                        meta = None if output_names is not None else self.metadata()
-                        return outputs_by_name(output_names, meta, outputs)
+        small = self._small_named(inputs, output_names, config, url, timeout)
+        if small is not None:
+            outputs = self._send_small(small[0], *small[1])
+            if outputs is not None:
+                meta = None if output_names is not None else self.metadata()
+                return outputs_by_name(output_names, meta, outputs)
         req = self._prepare_named(inputs, output_names, config, url, timeout)
         meta = None if output_names is not None else self.metadata(url=url, timeout=timeout)
         return outputs_by_name(output_names, meta, self._infer(req))

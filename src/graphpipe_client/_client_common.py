@@ -16,6 +16,7 @@ import numpy as np
 from ._exceptions import DecodeError, GraphPipeError, HTTPStatusError, InvalidOption
 from ._http.config import (
     DEFAULT_MAX_RESPONSE_BYTES,
+    UNSET,
     ClientConfig,
     RetryPolicy,
     Timeout,
@@ -26,6 +27,7 @@ from ._http.exchange import (
     CONTROL_PATHS,
     PreparedRequest,
     RawResponse,
+    interpret_infer,
     interpret_metadata,
     interpret_readiness,
     parse_endpoint,
@@ -36,6 +38,7 @@ from ._http.exchange import (
 from ._http.keepalive import DEFAULT_KEEPALIVE_EXPIRY
 from ._jobs.coalesce import Batch, Coalesce, Member, member_of
 from ._jobs.options import check_run_options
+from ._observe.active import observed
 from ._replicas.options import (
     EJECT_BACKOFF,
     EJECT_BACKOFF_MAX,
@@ -43,6 +46,7 @@ from ._replicas.options import (
     check_balance,
     check_hedge,
 )
+from ._wire.decode import plain_outputs
 from ._wire.encode import infer_request_layout
 from ._wire.messages import ModelMetadata
 
@@ -386,6 +390,94 @@ class ClientBase(abc.ABC, Generic[TransportT]):
                 "or pass url=... to the call"
             )
         return resolved
+
+    def _small_execute(
+        self,
+        inp: Any,
+        input_name: str | None,
+        output_name: str | None,
+        config: str | bytes | None,
+        url: URLArg | None,
+        timeout: TimeoutTypes | Unset,
+    ) -> SmallCall | None:
+        """The :class:`SmallCall` an ``execute`` of ``inp`` takes, made by the first of its
+        kind; ``None``: the general path (not a plain array, a per-call URL or timeout, a
+        client the fast path does not serve, or a kind it cannot carry)."""
+        small = self._small
+        if (
+            small is None
+            or type(inp) is not np.ndarray
+            or url is not None
+            or timeout is not UNSET
+            or self._closed
+        ):
+            return None
+        try:
+            key = (inp.dtype, inp.shape, input_name, output_name, config)
+            return small[key]
+        except KeyError:
+            return self._small_call(
+                key,
+                [inp],
+                None if input_name is None else [input_name],
+                None if output_name is None else [output_name],
+                config,
+            )
+        except TypeError:  # (an unhashable config: not a repeated call)
+            return None
+
+    def _small_named(
+        self,
+        inputs: Any,
+        output_names: Sequence[str] | None,
+        config: str | bytes | None,
+        url: URLArg | None,
+        timeout: TimeoutTypes | Unset,
+    ) -> tuple[SmallCall, list[np.ndarray]] | None:
+        """As :meth:`_small_execute`, for ``execute_named`` of a ``{name: array}`` mapping:
+        the call and its arrays."""
+        if (
+            self._small is None
+            or type(inputs) is not dict
+            or url is not None
+            or timeout is not UNSET
+            or self._closed
+        ):
+            return None
+        arrays = list(inputs.values())
+        if not all(type(a) is np.ndarray for a in arrays):
+            return None
+        outs = None if output_names is None else tuple(output_names)
+        try:
+            key = ("named", tuple(inputs), *[(a.dtype, a.shape) for a in arrays], outs, config)
+            call = self._small[key]
+        except KeyError:
+            names, _ = named_inputs(inputs)
+            call = self._small_call(
+                key, arrays, names, None if outs is None else list(outs), config
+            )
+        except TypeError:  # (an unhashable config: not a repeated call)
+            return None
+        return None if call is None else (call, arrays)
+
+    @staticmethod
+    def _small_views(arrays: tuple[np.ndarray, ...]) -> list[memoryview] | None:
+        """The data of a small call's arrays, as flat bytes; ``None`` (the general path)
+        while anything records calls, or for an array that is not C-contiguous."""
+        if observed():
+            return None  # debug logging, tracing or metrics: the general path records them
+        try:
+            return [memoryview(a).cast("B") for a in arrays]  # type: ignore[arg-type]
+        except TypeError:
+            return None  # not C-contiguous: the general path copies it
+
+    @staticmethod
+    def _small_outputs(call: SmallCall, buf: bytearray, start: int, stop: int) -> list[np.ndarray]:
+        """The outputs of a fast-path answer ``buf[start:stop]`` (a plain 200 by its head)."""
+        outputs = plain_outputs(buf, start, stop)
+        if outputs is not None:
+            return outputs
+        return interpret_infer(call.req, RawResponse(200, "OK", None, memoryview(buf)[start:stop]))
 
     def _small_call(
         self,
