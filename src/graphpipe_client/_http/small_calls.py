@@ -69,13 +69,15 @@ class SmallCall:
     sharing a call read one consistent answer).
     """
 
-    __slots__ = ("answer", "layout", "nbytes", "prefix", "req", "wire")
+    __slots__ = ("answer", "layout", "nbytes", "prefix", "req", "single", "tail", "wire")
 
     def __init__(self, req: PreparedRequest, layout: tuple[bytes | int, ...], nbytes: int) -> None:
         # Without its body: held for as long as the client lives, it would keep the
         # first call's arrays alive. Each call's request gets its own (:meth:`request`).
         self.req = replace(req, body=_NO_BODY)
         self.layout = layout
+        self.tail = layout[1:]  # what follows the prefix
+        self.single = self.tail == (0,)  # one input, its data last: execute()'s common case
         self.nbytes = nbytes  # the message's size
         self.prefix: bytes | None = None
         self.wire = 0  # bytes written per call: the transport's head and the message
@@ -91,9 +93,9 @@ class SmallCall:
     def parts(self, views: Sequence[memoryview]) -> list[bytes | bytearray | memoryview]:
         """What a call writes: the prefix, then the data of ``views`` (flat bytes) in place."""
         assert self.prefix is not None
-        if self.layout[1:] == (0,):  # one input, its data last: execute()'s common case
+        if self.single:
             return [self.prefix, views[0]]
-        return [self.prefix, *(p if isinstance(p, bytes) else views[p] for p in self.layout[1:])]
+        return [self.prefix, *(p if isinstance(p, bytes) else views[p] for p in self.tail)]
 
     def request(self, views: Sequence[memoryview]) -> PreparedRequest:
         """The full request of a call with these data (for the general path)."""
