@@ -69,7 +69,9 @@ def oldest(session: nox.Session) -> None:
         "-c",
         "import numpy, httpx, urllib3; print(numpy.__version__, httpx.__version__, urllib3.__version__)",
     )
-    session.run("pytest", *session.posargs)
+    # The 10,000-call keep-alive soak through tinyproxy runs whole in ``tests``; here, on
+    # the old pins, 1,000 calls a case check the same behaviour in a tenth of the time.
+    session.run("pytest", *session.posargs, env={"GP_KEEPALIVE_CALLS": "1000"})
 
 
 @nox.session

@@ -8,8 +8,9 @@ exception), ``retries`` (whether and when a failed attempt is tried again),
 ``error_bodies`` (one-line summaries of servers' and proxies' error pages),
 ``keepalive`` (when an idle connection may be reused), ``small_calls`` (a
 repeated small request's bytes and the answer head already checked, for the
-transports' fast paths) and ``abandon`` (the switch by which a hedged call
-ends its losing attempt).
+transports' fast paths), ``receive_buffers`` (large response buffers, used
+again once nothing views them) and ``abandon`` (the switch by which a hedged
+call ends its losing attempt).
 
 Nothing here opens a socket: the transports (:mod:`graphpipe_client._transports`)
 do, and follow these rules, so that the sync and async clients agree byte for byte.

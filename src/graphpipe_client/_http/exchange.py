@@ -37,6 +37,7 @@ from .._wire.decode import (
 from .._wire.encode import encode_infer_request, encode_metadata_request
 from .._wire.messages import EncodedMessage, ModelMetadata
 from .config import ClientConfig, Timeout
+from .receive_buffers import ReceiveBuffers
 
 if TYPE_CHECKING:
     from .._replicas.routing import ReplicaSet
@@ -382,15 +383,20 @@ def no_response_error(req: PreparedRequest, reason: str | None = None) -> Transp
     )
 
 
-def new_receive_buffer(total: int, head: Buffer) -> np.ndarray:
+def new_receive_buffer(
+    total: int, head: Buffer, buffers: ReceiveBuffers | None = None
+) -> np.ndarray:
     """A writable buffer of ``total`` bytes that starts with a copy of ``head``.
 
     It is placed so that the largest tensor found in ``head`` is aligned to
     its item size (and our own 64-byte-aligned messages to 64 bytes); the
     rest is uninitialised (no memset) and is meant to be filled in place.
+    With ``buffers`` (the transport's), a large one may be a buffer used
+    before and viewed by nothing now (:mod:`.receive_buffers`).
     """
     shift = head_alignment_shift(head, total)
-    base = np.empty(total + 64 + 8, dtype=np.uint8)
+    size = total + 64 + 8
+    base = np.empty(size, dtype=np.uint8) if buffers is None else buffers.take(size)
     start = (-base.ctypes.data) % 64 + shift
     buf = base[start : start + total]
     n = len(head)

@@ -652,7 +652,7 @@ class AsyncTransport:
                 if len(head) >= min(n, HEAD_BYTES) and n > HEAD_BYTES:
                     if len(head) > n:
                         break  # h11 enforces Content-Length; defensive
-                    buf = memoryview(new_receive_buffer(n, head))  # type: ignore[arg-type]
+                    buf = memoryview(new_receive_buffer(n, head, self._fast.buffers))  # type: ignore[arg-type]
                     filled = len(head)
                 continue
             end = filled + len(chunk)

@@ -87,6 +87,7 @@ from .._http.exchange import (
     no_response_error,
 )
 from .._http.keepalive import DEFAULT_KEEPALIVE_EXPIRY, KEEPS, Peer, idle_limit
+from .._http.receive_buffers import ReceiveBuffers
 from .._http.small_calls import Attempt, SmallCall
 from .._observe.log import debug_enabled, log_exchange, log_failure, logger
 from .send_thread import THREAD_SEND_BYTES, BodySender, claim_thread, free_thread
@@ -726,8 +727,11 @@ class AsyncioTransport:
         ssl_context: ssl.SSLContext,
         pool_size: int,
         keepalive_expiry: float | None = DEFAULT_KEEPALIVE_EXPIRY,
+        buffers: ReceiveBuffers | None = None,
     ) -> None:
         self._ssl = ssl_context
+        #: Large response bodies' buffers, used again (shared with the httpx path).
+        self.buffers = ReceiveBuffers() if buffers is None else buffers
         self._size = pool_size
         self._expiry = keepalive_expiry
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopPools] = (
@@ -774,6 +778,7 @@ class AsyncioTransport:
     async def aclose(self) -> None:
         """Close the connections of the running loop."""
         self._recent = None
+        self.buffers.clear()
         pools = self._loops.pop(asyncio.get_running_loop(), None)
         if pools is not None and pools.keeper is not None:
             await pools.keeper.aclose()
@@ -1231,7 +1236,7 @@ class AsyncioTransport:
         if n <= HEAD_BYTES:
             body: bytearray | memoryview = first
         else:
-            view = memoryview(new_receive_buffer(n, first))  # type: ignore[arg-type]
+            view = memoryview(new_receive_buffer(n, first, self.buffers))  # type: ignore[arg-type]
             await conn.read_into(view[len(first) :], clock)
             body = view
         # A byte past the body belongs to no request: do not reuse the connection.

@@ -89,6 +89,7 @@ from .._http.exchange import (
 )
 from .._http.keepalive import KEEPS, Peer, idle_limit
 from .._http.proxy import Proxy, ProxyChooser
+from .._http.receive_buffers import ReceiveBuffers
 from .._http.small_calls import Attempt, SmallCall
 from .._observe.log import debug_enabled, log_exchange, log_failure, logger
 from .._observe.metrics import watch_pools
@@ -462,6 +463,7 @@ class SyncTransport:
         # The proxy and pool of each (scheme, host, port) (see _route).
         self._routes: dict[tuple[str, str, int], tuple[Proxy | None, Any]] = {}
         self._abandoned: list[object] = []
+        self._buffers = ReceiveBuffers()  # large response bodies' buffers, used again
         with _transports_lock:
             _transports.add(self)
         watch_pools(self)
@@ -518,6 +520,7 @@ class SyncTransport:
     def close(self) -> None:
         """Close every pooled connection."""
         routes, self._routes = self._routes, {}
+        self._buffers.clear()
         for manager in list(self._managers.values()):
             manager.clear()
         for _, pool in routes.values():
@@ -1024,7 +1027,7 @@ class SyncTransport:
         if n <= HEAD_BYTES:
             body: bytearray | memoryview = first
         else:
-            view = memoryview(new_receive_buffer(n, first))  # type: ignore[arg-type]
+            view = memoryview(new_receive_buffer(n, first, self._buffers))  # type: ignore[arg-type]
             reader.read_into(view[len(first) :])
             body = view
         # A byte past the body belongs to no request: do not reuse the connection.

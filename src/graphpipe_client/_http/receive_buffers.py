@@ -1,0 +1,106 @@
+"""Large receive buffers, used again once nothing views them.
+
+Why: a response body is received straight into a new buffer, which the
+output arrays then view (zero copy). A buffer of a few MiB is fresh memory
+whenever the allocator has given the last one back to the kernel, and the
+kernel zeroes every fresh page before the socket's copy overwrites it.
+glibc gives memory back when the top of its heap holds more than twice its
+mmap threshold free, which several large calls at once in one thread (an
+event loop's) hit on most calls: five tasks of 128-row calls (12.8 MB
+answers) on one ``AsyncClient`` took 237-339 page faults and 25.8-33.6 ms of
+the client's CPU per call, against about none and 24.7-28.8 ms with the
+buffers reused (docs/performance.md, "Receive buffers"). Threads each have
+an allocator arena of their own, where the same buffer comes back without
+this pool; the sync client gains less.
+
+How: a transport keeps the buffers it made, between :data:`MIN_BYTES` and
+:data:`POOL_BYTES` each and at most :data:`POOL_BYTES` in all. A buffer is
+free when nothing but the pool refers to it. CPython's reference count says
+so exactly: an output array, a memoryview or any other view of the buffer
+holds a reference to it, directly or through the view it was made from.
+A free buffer is handed out again for a body at most twice smaller than it,
+so that a small answer never keeps a much larger buffer alive. Its old
+bytes are never read: the body is received into the first ``total`` bytes
+before anything parses them, and nothing past them is looked at. Where the
+reference count is not CPython's, every buffer is new.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Final
+
+import numpy as np
+
+__all__ = ["MIN_BYTES", "POOL_BYTES", "ReceiveBuffers"]
+
+#: Smaller buffers are always new: the allocator reuses small blocks by itself.
+MIN_BYTES: Final = 1 << 20
+
+#: Most bytes of buffers one transport keeps (busy and free together).
+POOL_BYTES: Final = 64 << 20
+
+#: ``sys.getrefcount`` of a pooled buffer that nothing else refers to, as
+#: :meth:`ReceiveBuffers.take` calls it: the pool's list, the loop's variable, the argument.
+_FREE_REFS: Final = 3
+
+_COUNTS_REFS: Final = sys.implementation.name == "cpython"
+
+
+class ReceiveBuffers:
+    """The large receive buffers of one transport; thread-safe."""
+
+    __slots__ = ("_buffers", "_held", "_lock")
+
+    def __init__(self) -> None:
+        self._buffers: list[np.ndarray] = []
+        self._held = 0  # bytes of self._buffers
+        self._lock = threading.Lock()
+
+    def take(self, nbytes: int) -> np.ndarray:
+        """A uint8 array of at least ``nbytes`` bytes, uninitialised: a free pooled
+        buffer when one fits, else a new one (kept when there is room)."""
+        if nbytes < MIN_BYTES or nbytes > POOL_BYTES or not _COUNTS_REFS:
+            return np.empty(nbytes, dtype=np.uint8)
+        with self._lock:
+            best: int | None = None
+            size = 0
+            spare: list[int] = []  # free buffers that do not fit
+            i = -1
+            for buf in self._buffers:
+                i += 1
+                if sys.getrefcount(buf) != _FREE_REFS:
+                    continue
+                if nbytes <= buf.nbytes <= 2 * nbytes:
+                    if best is None or buf.nbytes < size:
+                        best, size = i, buf.nbytes
+                else:
+                    spare.append(i)
+            if best is not None:
+                return self._buffers[best]
+            # Room for a new one: give back free buffers that do not fit, largest first.
+            spare.sort(key=lambda i: -self._buffers[i].nbytes)
+            drop: set[int] = set()
+            for i in spare:
+                if self._held + nbytes <= POOL_BYTES:
+                    break
+                drop.add(i)
+                self._held -= self._buffers[i].nbytes
+            if drop:
+                self._buffers = [b for i, b in enumerate(self._buffers) if i not in drop]
+            new = np.empty(nbytes, dtype=np.uint8)
+            if self._held + nbytes <= POOL_BYTES:
+                self._buffers.append(new)
+                self._held += nbytes
+            return new
+
+    def held(self) -> int:
+        """Bytes of the buffers kept (in use or free)."""
+        return self._held
+
+    def clear(self) -> None:
+        """Forget every buffer (the transport closes): memory goes back as the views die."""
+        with self._lock:
+            self._buffers = []
+            self._held = 0
