@@ -69,6 +69,8 @@ def _fmt(value: float | None, unit: str) -> str:
         return f"{value / 1e6:.2f} MB"
     if unit == "calls":
         return f"{value:.2f}"
+    if unit.startswith("x "):  # a ratio already (e.g. "x floor": the median of paired rounds)
+        return f"{value:.3f}{unit}"
     return f"{value:,.0f} {unit}"
 
 
