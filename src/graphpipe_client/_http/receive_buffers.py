@@ -22,12 +22,18 @@ A free buffer is handed out again for a body at most twice smaller than it,
 so that a small answer never keeps a much larger buffer alive. Its old
 bytes are never read: the body is received into the first ``total`` bytes
 before anything parses them, and nothing past them is looked at. Where the
-reference count is not CPython's, every buffer is new.
+reference count is not CPython's with the GIL, every buffer is new.
+
+What a free buffer's count reads is not assumed: it is measured once, on an
+array only a list holds, by the very function that reads the pooled ones
+(:func:`_counts`), so an interpreter that counts a loop's references
+differently shifts both alike.
 """
 
 from __future__ import annotations
 
 import sys
+import sysconfig
 import threading
 from typing import Final
 
@@ -41,11 +47,22 @@ MIN_BYTES: Final = 1 << 20
 #: Most bytes of buffers one transport keeps (busy and free together).
 POOL_BYTES: Final = 64 << 20
 
-#: ``sys.getrefcount`` of a pooled buffer that nothing else refers to, as
-#: :meth:`ReceiveBuffers.take` calls it: the pool's list, the loop's variable, the argument.
-_FREE_REFS: Final = 3
 
-_COUNTS_REFS: Final = sys.implementation.name == "cpython"
+def _counts(items: list[np.ndarray]) -> list[int]:
+    """``sys.getrefcount`` of each of ``items``, as read from this loop."""
+    counts = []
+    for item in items:
+        counts.append(sys.getrefcount(item))
+    return counts
+
+
+#: What :func:`_counts` reads for an array that nothing but its list refers to.
+_FREE_REFS: Final = _counts([np.empty(0, dtype=np.uint8)])[0]
+
+#: Reference counts are exact and stable under the GIL only (not free-threaded builds).
+_COUNTS_REFS: Final = sys.implementation.name == "cpython" and not sysconfig.get_config_var(
+    "Py_GIL_DISABLED"
+)
 
 
 class ReceiveBuffers:
@@ -67,11 +84,10 @@ class ReceiveBuffers:
             best: int | None = None
             size = 0
             spare: list[int] = []  # free buffers that do not fit
-            i = -1
-            for buf in self._buffers:
-                i += 1
-                if sys.getrefcount(buf) != _FREE_REFS:
+            for i, count in enumerate(_counts(self._buffers)):
+                if count != _FREE_REFS:
                     continue
+                buf = self._buffers[i]
                 if nbytes <= buf.nbytes <= 2 * nbytes:
                     if best is None or buf.nbytes < size:
                         best, size = i, buf.nbytes
