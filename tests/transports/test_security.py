@@ -176,9 +176,16 @@ def test_mtls_without_a_client_certificate_fails_cleanly(
         (out,) = call(kind, server.url, verify=pki["ca"])
         assert server.requests_served == 0
         assert server.connections_accepted == 1
+    assert not isinstance(out, gp.TimeoutError)
+    if kind == "uvloop" and type(out) is gp.TransportError:
+        # The server closes with the request unread, so its kernel resets the connection.
+        # When the reset beats the alert to uvloop's write (seen on a loaded machine), the
+        # failed write closes the transport before the alert is read: a clean transport
+        # error, as the client cannot tell the refusal from any reset.
+        assert "Broken pipe" in str(out) or "reset" in str(out), repr(out)
+        return
     assert isinstance(out, gp.TLSError), repr(out)
     assert "certificate required" in str(out)
-    assert not isinstance(out, gp.TimeoutError)
 
 
 @pytest.mark.parametrize("kind", TLS_KINDS)

@@ -7,10 +7,12 @@ kernel zeroes every fresh page before the socket's copy overwrites it.
 glibc gives memory back when the top of its heap holds more than twice its
 mmap threshold free, which several large calls at once in one thread (an
 event loop's) hit on most calls: five tasks of 128-row calls (12.8 MB
-answers) on one ``AsyncClient`` took 237-339 page faults and 25.8-33.6 ms of
-the client's CPU per call, against about none and 24.7-28.8 ms with the
-buffers reused (docs/performance.md, "Receive buffers"). Threads each have
-an allocator arena of their own, where the same buffer comes back without
+answers) on one ``AsyncClient`` took 108-339 page faults and 25.8-33.6 ms of
+the client's CPU per call, against 1-18 and 24.7-28.8 ms with glibc's
+trimming turned off to measure it. With this pool the five tasks went from
+0.91x to 0.96x the raw-socket floor's rows/s (median of 18 paired rounds;
+docs/performance.md, "Receive buffers used again"). Threads each have an
+allocator arena of their own, where the same buffer comes back without
 this pool; the sync client gains less.
 
 How: a transport keeps the buffers it made, between :data:`MIN_BYTES` and
