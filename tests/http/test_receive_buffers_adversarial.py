@@ -4,8 +4,15 @@ The property under attack: whatever the caller still holds of an answer (the
 array, a view, a memoryview, a ctypes object, a zero-copy unpickled copy, ...)
 is never overwritten by a later call's response, whichever client, transport,
 job or failure took the buffer back. Each test holds something, makes more
-large calls (each answer a value of its own), and checks what it holds. With
-the pool made to count one held reference as free, each of them fails.
+large calls (each answer a value of its own), and checks what it holds.
+
+Each can fail: with the pool made to count a buffer that one held reference
+still views as free (``_counts`` reading one less for every pooled buffer),
+each test of what is held fails; a coalesced row views its answer through two
+references, and that test fails when two are counted as free. The tracer and
+fork tests fail on the pool as it was (a count measured once at import; one
+lock, kept by the child), and the stale-bytes test when a body reaches past its
+length into the pooled buffer.
 """
 
 from __future__ import annotations
@@ -441,3 +448,81 @@ def test_after_fork_the_child_neither_hangs_on_the_pool_nor_overwrites_held_answ
         assert _wait_child(pid, 20) == 0  # -1: the child hung on the pool's lock
         churn(client, 30)
         assert (kept == 2).all()
+
+
+# --------------------------------------------------------------------------
+# Stale bytes: a pooled buffer is larger than the body, and holds an old answer
+
+
+def _cut_answer(req: Any) -> bytes:
+    """A whole HTTP response whose body is a true answer less its last 4 KiB: the
+    message points past its own end, where a pooled buffer holds an old answer's tail."""
+    assert req.seen.x is not None
+    return response(answer(req.seen.x)[:-4096])
+
+
+@pytest.mark.parametrize("mode", ["sync", "asyncio", "httpx"])
+def test_a_body_that_points_past_its_end_never_reads_an_old_answer(mode: str) -> None:
+    script = {1: sends("cut", _cut_answer)}  # request 1 gets a whole but cut message
+
+    async def main(url: str) -> None:
+        async with gp.AsyncClient(url) as client:
+            assert (await client.execute(x_of(1)) == 2).all()  # its buffer is free again
+            with pytest.raises(gp.DecodeError):
+                await client.execute(x_of(2))
+            assert (await client.execute(x_of(3)) == 6).all()
+
+    with Server(script, lifetime=4) as server:
+        if mode == "sync":
+            with gp.Client(server.url) as client:
+                assert (client.execute(x_of(1)) == 2).all()
+                with pytest.raises(gp.DecodeError):
+                    client.execute(x_of(2))
+                assert (client.execute(x_of(3)) == 6).all()
+        else:
+            run_in(mode, lambda: main(server.url))
+        assert "cut" in server.sent
+
+
+def test_coalesced_callers_each_keep_their_rows() -> None:
+    rows = 4
+    kept: dict[int, list[tuple[int, np.ndarray]]] = {}
+    with (
+        serve(double) as server,
+        gp.Client(server.url, coalesce=gp.Coalesce(max_rows=rows, max_wait=0.01)) as client,
+    ):
+
+        def work(k: int) -> None:
+            kept[k] = [
+                (v, client.execute(np.full((1, N), v, np.float32))[0, ::5])
+                for v in range(k * 10, k * 10 + 4)
+            ]
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(1, rows + 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        bad = [v for views in kept.values() for v, view in views if not (view == 2 * v).all()]
+        # Only the first caller's rows stay held: each merged answer is viewed by one row.
+        mine = kept.pop(1)
+        kept.clear()
+        for v, r in enumerate((1, 2, 3, 4) * 2, 100):  # answers the size of any merged one
+            assert (client.execute(np.full((r, N), v, np.float32)) == 2 * v).all()
+        bad += [v for v, view in mine if not (view == 2 * v).all()]
+    assert bad == []
+
+
+def test_dask_blocks_scored_in_threads_are_each_their_own() -> None:
+    da = pytest.importorskip("dask.array")
+    from graphpipe_client.dask import predict
+
+    x = np.arange(12 * N, dtype=np.float32).reshape(12, N)
+    meta = np.empty((0, N), np.float32)
+    with serve(double) as server:
+        first = predict(da.from_array(x, chunks=(3, N)), server.url, meta=meta, batch_size=1)
+        kept = first.compute(scheduler="threads")
+        second = predict(da.from_array(x + 1, chunks=(2, N)), server.url, meta=meta, batch_size=1)
+        again = second.compute(scheduler="threads")
+    assert (kept == 2 * x).all()
+    assert (again == 2 * (x + 1)).all()
