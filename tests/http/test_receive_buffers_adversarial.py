@@ -303,16 +303,20 @@ def test_batched_runs_and_row_cache_leave_held_answers_alone() -> None:
         assert (again == row).all()
 
 
-def test_hedged_calls_keep_the_winner_s_answer_and_the_loser_leaves_it_alone() -> None:
-    slow = threading.Event()
-
-    def lagging(x: np.ndarray) -> np.ndarray:
-        slow.wait(0.05)  # the hedge fires while this one still runs, then both answer
+def _lagging(runs: list[int]) -> Callable[[np.ndarray], np.ndarray]:
+    def model(x: np.ndarray) -> np.ndarray:
+        runs.append(1)
+        threading.Event().wait(0.05)  # the hedge (after 10 ms) fires while this one still runs
         return x * 2
 
+    return model
+
+
+def test_hedged_calls_keep_the_winner_s_answer_and_the_loser_leaves_it_alone() -> None:
+    runs: list[int] = []
     with (
-        serve(lagging) as a,
-        serve(lagging) as b,
+        serve(_lagging(runs)) as a,
+        serve(_lagging(runs)) as b,
         gp.Client(
             [a.url, b.url], idempotent=True, hedge=gp.Hedge(delay=0.01, budget=1.0)
         ) as client,
@@ -321,6 +325,25 @@ def test_hedged_calls_keep_the_winner_s_answer_and_the_loser_leaves_it_alone() -
         churn(client, 20)
         for k, view in kept:
             assert (view == 2 * k).all()
+    assert len(runs) > 10  # hedges went out: two attempts in flight, a loser abandoned
+
+
+@pytest.mark.parametrize("mode", ["asyncio", "uvloop", "httpx"])
+def test_async_hedged_calls_abandon_the_loser_and_keep_the_winner(mode: str) -> None:
+    runs: list[int] = []
+
+    async def main(a: str, b: str) -> None:
+        hedge = gp.Hedge(delay=0.01, budget=1.0)
+        async with gp.AsyncClient([a, b], idempotent=True, hedge=hedge) as client:
+            kept = [(k, (await client.execute(x_of(k)))[::7]) for k in range(1, 7)]
+            for k in range(20, 24):
+                assert (await client.execute(x_of(k)) == 2 * k).all()
+            for k, view in kept:
+                assert (view == 2 * k).all()
+
+    with serve(_lagging(runs)) as a, serve(_lagging(runs)) as b:
+        run_in(mode, lambda: main(a.url, b.url))
+    assert len(runs) > 10  # hedges went out
 
 
 # --------------------------------------------------------------------------
