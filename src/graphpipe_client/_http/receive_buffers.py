@@ -26,17 +26,28 @@ bytes are never read: the body is received into the first ``total`` bytes
 before anything parses them, and nothing past them is looked at. Where the
 reference count is not CPython's with the GIL, every buffer is new.
 
-What a free buffer's count reads is not assumed: it is measured once, on an
-array only a list holds, by the very function that reads the pooled ones
-(:func:`_counts`), so an interpreter that counts a loop's references
-differently shifts both alike.
+What a free buffer's count reads is not assumed: it is measured on every
+:meth:`ReceiveBuffers.take`, in the same loop as the pooled ones, on an empty
+array that only the pool's list holds (the last one), so anything that counts
+a loop's references differently shifts both alike. Measured once at import,
+it was wrong whenever the import ran under a Python trace function
+(``sys.settrace``: a debugger, ``trace``, a pure-Python coverage tracer), which
+keeps one more reference to the loop variable on Python 3.12 and older: a
+buffer one output array still viewed then read as free, once the tracing
+stopped or in another thread.
+
+After ``fork`` the child gets a new lock per pool (another thread may have held
+one at the fork); the buffers stay, as busy or as free as the child's own
+references make them.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import sysconfig
 import threading
+import weakref
 from typing import Final
 
 import numpy as np
@@ -58,9 +69,6 @@ def _counts(items: list[np.ndarray]) -> list[int]:
     return counts
 
 
-#: What :func:`_counts` reads for an array that nothing but its list refers to.
-_FREE_REFS: Final = _counts([np.empty(0, dtype=np.uint8)])[0]
-
 #: Reference counts are exact and stable under the GIL only (not free-threaded builds).
 _COUNTS_REFS: Final = sys.implementation.name == "cpython" and not sysconfig.get_config_var(
     "Py_GIL_DISABLED"
@@ -70,12 +78,13 @@ _COUNTS_REFS: Final = sys.implementation.name == "cpython" and not sysconfig.get
 class ReceiveBuffers:
     """The large receive buffers of one transport; thread-safe."""
 
-    __slots__ = ("_buffers", "_held", "_lock")
+    __slots__ = ("__weakref__", "_buffers", "_held", "_lock")
 
     def __init__(self) -> None:
         self._buffers: list[np.ndarray] = []
         self._held = 0  # bytes of self._buffers
         self._lock = threading.Lock()
+        _pools.add(self)
 
     def take(self, nbytes: int) -> np.ndarray:
         """A uint8 array of at least ``nbytes`` bytes, uninitialised: a free pooled
@@ -86,8 +95,13 @@ class ReceiveBuffers:
             best: int | None = None
             size = 0
             spare: list[int] = []  # free buffers that do not fit
-            for i, count in enumerate(_counts(self._buffers)):
-                if count != _FREE_REFS:
+            # The probe, last: an array nothing but the list refers to, counted in the same loop.
+            self._buffers.append(np.empty(0, dtype=np.uint8))
+            counts = _counts(self._buffers)
+            del self._buffers[-1]
+            free = counts.pop()
+            for i, count in enumerate(counts):
+                if count != free:
                     continue
                 buf = self._buffers[i]
                 if nbytes <= buf.nbytes <= 2 * nbytes:
@@ -122,3 +136,16 @@ class ReceiveBuffers:
         with self._lock:
             self._buffers = []
             self._held = 0
+
+
+_pools: weakref.WeakSet[ReceiveBuffers] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # Another thread may have been in take() at the fork: its lock would stay held forever.
+    for pool in list(_pools):
+        pool._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
