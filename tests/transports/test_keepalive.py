@@ -6,7 +6,8 @@ Against real peers on 127.0.0.1:
   connection right after its response without saying so: every call through
   it must succeed with ``idempotent=False``, on both clients, at concurrency
   1, 2 and 4 (a short run here; ``GP_KEEPALIVE_CALLS`` calls, 10,000 by
-  default, in the slow test);
+  default, in the slow test: ``nox -s oldest`` runs it whole, ``nox -s tests``
+  at 1,000);
 - :class:`KeepAliveServer`, a small server written here that answers every
   request with the same GraphPipe response, with the ``Keep-Alive`` header
   it is given, and that can close each connection after its response;
