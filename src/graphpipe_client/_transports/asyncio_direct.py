@@ -727,11 +727,10 @@ class AsyncioTransport:
         ssl_context: ssl.SSLContext,
         pool_size: int,
         keepalive_expiry: float | None = DEFAULT_KEEPALIVE_EXPIRY,
-        buffers: ReceiveBuffers | None = None,
     ) -> None:
         self._ssl = ssl_context
-        #: Large response bodies' buffers, used again (shared with the httpx path).
-        self.buffers = ReceiveBuffers() if buffers is None else buffers
+        #: Large response bodies' buffers, used again (the httpx path takes them here too).
+        self.buffers = ReceiveBuffers()
         self._size = pool_size
         self._expiry = keepalive_expiry
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopPools] = (
