@@ -455,7 +455,6 @@ def _paired_with_floor(
     n = max(calls, -(-PAIRED_ROWS // (5 * w.rows)))
     x = w.request
     url = server.url(path)
-    ratios: list[float] = []
     rates: list[float] = []
     floors: list[float] = []
 

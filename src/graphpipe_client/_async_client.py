@@ -344,11 +344,8 @@ class AsyncClient(ClientBase[AsyncTransport]):
                 if first is None:
                     raw = await ametered(self._transport.send, req, state.deadline)
                 else:
-                    made, error, first = first.raw, first.error, None
-                    if error is not None:
-                        raise error
-                    assert made is not None
-                    raw = made
+                    taken, first = first, None
+                    raw = taken.outcome()
             except GraphPipeError as exc:
                 delay = state.after_error(exc)
             else:

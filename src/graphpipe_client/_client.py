@@ -498,11 +498,8 @@ class Client(ClientBase["SyncTransport"]):
                 if first is None:
                     raw = metered(self._transport.send, req, state.deadline)
                 else:
-                    made, error, first = first.raw, first.error, None
-                    if error is not None:
-                        raise error
-                    assert made is not None
-                    raw = made
+                    taken, first = first, None
+                    raw = taken.outcome()
             except GraphPipeError as exc:
                 delay = state.after_error(exc)
             else:

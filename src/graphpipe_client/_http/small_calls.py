@@ -159,3 +159,10 @@ class Attempt:
         self.req = req
         self.raw = raw
         self.error = error
+
+    def outcome(self) -> RawResponse:
+        """The first attempt's answer, or its error raised (as the transport's send would)."""
+        if self.error is not None:
+            raise self.error
+        assert self.raw is not None
+        return self.raw
